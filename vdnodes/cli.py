@@ -1,0 +1,201 @@
+"""The ``vdnodes`` command line: run, validate, nodes, graph-from-png.
+
+Exit codes: 0 ok, 1 the run failed, 2 invalid input or graph. User mistakes
+print one paragraph, never a traceback (``--debug`` shows it). Heavy imports
+(torch, the model) happen only inside the commands that need them, so
+``vdnodes --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vdnodes",
+        description="Versatile Diffusion as typed nodes: run, check and list node graphs.",
+        epilog="Exit codes: 0 ok, 1 run failed, 2 invalid input or graph.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a graph (JSON, or a PNG saved by vdnodes)")
+    run.add_argument("graph", help="graph file: .json, or a .png that embeds a graph")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                     help="override a param (or a graph input by name); repeatable")
+    run.add_argument("--seed", type=int, default=None, help="base seed mixed into every seeded node")
+    run.add_argument("--out", default="out", metavar="DIR", help="folder for saved outputs (default: out)")
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    run.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                     help="compute dtype for model nodes (default: float32)")
+    run.add_argument("--output", dest="targets", action="append", default=None, metavar="NAME",
+                     help="run only what this graph output (or NODE.OUTPUT / NODE) needs; repeatable")
+    run.add_argument("--json-events", action="store_true", help="print run events as JSON lines on stdout")
+    run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    val = sub.add_parser("validate", help="type-check a graph and dry-run it without loading weights")
+    val.add_argument("graph")
+    val.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    val.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    nodes = sub.add_parser("nodes", help="list the installed node types")
+    fmt = nodes.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable declarations")
+    fmt.add_argument("--markdown", action="store_true", help="the node reference (docs/nodes.md)")
+    nodes.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    g2p = sub.add_parser("graph-from-png", help="print the graph embedded in a PNG saved by vdnodes")
+    g2p.add_argument("png")
+    g2p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never hang on a model hub lookup
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_INVALID
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("vdnodes: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every error ends here: one paragraph unless --debug
+        from vdnodes.core.errors import VDNodesError
+
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(e, VDNodesError):
+            print(f"vdnodes: {e}", file=sys.stderr)
+            return e.exit_code
+        print(f"vdnodes: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _registry():
+    from vdnodes.nodes import build_registry
+
+    return build_registry()
+
+
+def _load(args: argparse.Namespace, registry: Any):
+    from vdnodes.core.errors import GraphError
+    from vdnodes.core.graph import load_graph, set_param, validate
+
+    graph = load_graph(args.graph, registry)
+    for item in args.sets:
+        target, eq, value = item.partition("=")
+        if not eq:
+            from vdnodes.core.errors import UserInputError
+
+            raise UserInputError(f"--set {item!r}: expected NODE.PARAM=VALUE")
+        set_param(graph, registry, target.strip(), value)
+    problems = validate(graph, registry)
+    if problems:
+        raise GraphError(problems, graph.source)
+    return graph
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vdnodes.core.executor import Executor
+    from vdnodes.console import JsonEventWriter, ProgressPrinter
+
+    registry = _registry()
+    graph = _load(args, registry)
+    device = _check_device(args.device)
+    sink = JsonEventWriter() if args.json_events else ProgressPrinter()
+    executor = Executor(registry, device=device, dtype=args.dtype, out_dir=args.out,
+                        services={"run_seed": args.seed})
+    result = executor.run(graph, targets=args.targets, seed=args.seed, on_event=sink,
+                          raise_errors=False)
+    if result.error is not None:
+        raise result.error
+    report = {name: _summary(v) for name, v in result.outputs.items()}
+    if args.json_events:
+        print(json.dumps({"event": "outputs", "outputs": report}), flush=True)
+    else:
+        for name, text in report.items():
+            print(f"{name}: {text}")
+    return EXIT_OK
+
+
+def _check_device(device: str) -> str:
+    from vdnodes.core.errors import UserInputError
+
+    if device == "cpu":
+        return device
+    if not device.startswith(("cuda", "mps")):
+        raise UserInputError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError("--device mps: MPS is not available on this machine")
+    return device
+
+
+def _summary(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} {list(shape)}"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return "; ".join(value) if value else "[]"
+    return repr(value)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vdnodes.core.graph import infer_types
+
+    registry = _registry()
+    graph = _load(args, registry)
+    types = infer_types(graph, registry)
+    print(f"{graph.source}: ok ({len(graph.nodes)} nodes)")
+    for name, ref in sorted(graph.outputs.items()):
+        nid, _, out = ref.partition(".")
+        print(f"  output {name}: {types.get((nid, out), '?')}")
+    return EXIT_OK
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from vdnodes.docgen import node_to_dict, registry_markdown
+
+    registry = _registry()
+    if args.json:
+        print(json.dumps([node_to_dict(d) for d in registry], indent=2, default=str))
+    elif args.markdown:
+        sys.stdout.write(registry_markdown(registry))
+    else:
+        for category, decls in sorted(registry.by_category().items()):
+            print(f"{category}:")
+            for d in decls:
+                first = d.doc.split(". ")[0].rstrip(".")
+                print(f"  {d.id:<28} {d.version:<8} {first}")
+    return EXIT_OK
+
+
+def cmd_graph_from_png(args: argparse.Namespace) -> int:
+    from vdnodes.core.graph import read_graph_data
+
+    data = read_graph_data(args.png)
+    print(json.dumps(data, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes,
+            "graph-from-png": cmd_graph_from_png}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
