@@ -1,0 +1,99 @@
+"""VD's procedures on contexts and latents: disentanglement, I2T2I editing, blending.
+
+Plain tensor functions (vd-architecture.md section 6); the nodes are thin
+wrappers around them. Randomised PCA (``torch.pca_lowrank``) runs in fp32 under a
+fixed, local seed, so results are repeatable (pitfall 6: VD calls it before
+seeding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+PCA_SEED = 0
+
+
+def _pca(x: torch.Tensor, q: int, niter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Repeatable ``pca_lowrank`` (no centering) of one matrix ``[T, D]`` in fp32."""
+    q = min(q, *x.shape)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(PCA_SEED)
+        return torch.pca_lowrank(x, q=q, center=False, niter=niter)
+
+
+def _focus_weights(s: torch.Tensor, focus: float, max_drop_rank: tuple[int, int] = (1, 5)) -> tuple[torch.Tensor, bool]:
+    """Scaled singular values and whether the residual is kept (v2 ``adjust_rank``, §6.1)."""
+    s = s.clone()
+    lo, hi = max_drop_rank
+    q = s.shape[0]
+    if focus < 0.5:  # semantic focus: shrink the leading components, keep the residual
+        y0 = 2 * (math.exp(2 * focus - 1) - math.exp(-1)) / (1 - math.exp(-1)) - 1
+        s[:lo] *= max(0.0, y0)
+        s[lo:hi] *= max(0.0, (1 + y0) / 2)  # VD: S1 (components 1..4 with max_drop_rank [1,5])
+        return s, True
+    y0 = 1 - 16 * (math.exp(2 * focus - 1) - 1) / (math.e - 1)  # style focus: keep the leading ones
+    for i in range(hi, q):  # VD (q=20): S_i *= max(0, y0 + (19 - i)/15 * (1 - y0)) for i = 5..19
+        s[i] *= max(0.0, y0 + (q - 1 - i) / (q - hi) * (1 - y0))
+    return s, False
+
+
+def adjust_rank(context: torch.Tensor, focus: float, *, q: int = 20, niter: int = 100,
+                keep_first_token: bool = True) -> torch.Tensor:
+    """VD v2 semantic/style disentanglement of an image context ``[B, T, D]`` (§6.1).
+
+    ``focus`` in [0, 1]: 0.5 returns the input; below 0.5 shrinks the leading principal
+    components (semantic focus); above 0.5 keeps only the leading ones (style focus).
+    Applied per sample to the patch tokens; the CLS token passes through.
+    """
+    if not 0.0 <= focus <= 1.0:
+        raise ValueError(f"focus must be in [0, 1], got {focus}")
+    if focus == 0.5:
+        return context
+    start = 1 if keep_first_token else 0
+    out = context.clone()
+    for b in range(context.shape[0]):
+        x = context[b, start:].float()  # [T, D]
+        std0 = x.std()
+        mu = x.mean(dim=-1, keepdim=True)  # one scalar per token
+        x = x - mu
+        u, s, v = _pca(x, q, niter)
+        low = u @ torch.diag(s) @ v.T
+        residual = x - low
+        s2, keep_residual = _focus_weights(s, focus)
+        new = u @ torch.diag(s2) @ v.T + mu + (residual if keep_residual else 0)
+        new = new * (std0 / new.std().clamp_min(1e-12))
+        out[b, start:] = new.to(context.dtype)
+    return out
+
+
+def keep_top_components(context: torch.Tensor, rank: int = 10, *, niter: int = 10,
+                        drop_first_token: bool = True) -> torch.Tensor:
+    """Patch tokens reduced to their top ``rank`` principal components plus the per-token mean.
+
+    I2T2I's image context (§6.5 step 7): ``[B, 257, D] -> [B, 256, D]`` at full size.
+    """
+    x_all = context[:, 1:] if drop_first_token else context
+    out = torch.empty_like(x_all)
+    for b in range(x_all.shape[0]):
+        x = x_all[b].float()
+        mu = x.mean(dim=-1, keepdim=True)
+        u, s, v = _pca(x - mu, rank, niter)
+        out[b] = (u @ torch.diag(s) @ v.T + mu).to(context.dtype)
+    return out
+
+
+def edit_text_latent(z: torch.Tensor, remove: torch.Tensor | None, add: torch.Tensor | None,
+                     *, add_scale: float = 1.0) -> torch.Tensor:
+    """I2T2I latent arithmetic (§6.5 step 4): project out ``remove``'s direction, add ``add``.
+
+    z: ``[B, D]``; remove/add: ``[1, D]`` or ``[B, D]`` Optimus latents (μ).
+    """
+    out = z.float()
+    if remove is not None:
+        direction = remove.float() / remove.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        out = out - (out * direction).sum(-1, keepdim=True) * direction
+    if add is not None:
+        out = out + add_scale * add.float()  # VD adds the phrase latent un-normalised
+    return out.to(z.dtype)
