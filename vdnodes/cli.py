@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vdnodes: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `vdnodes nodes | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as e:  # every error ends here: one paragraph unless --debug
         from vdnodes.core.errors import VDNodesError
 
@@ -116,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = _check_device(args.device)
     sink = JsonEventWriter() if args.json_events else ProgressPrinter()
     executor = Executor(registry, device=device, dtype=args.dtype, out_dir=args.out,
-                        services={"run_seed": args.seed})
+                        services=run_services(args.seed))
     result = executor.run(graph, targets=args.targets, seed=args.seed, on_event=sink,
                           raise_errors=False)
     if result.error is not None:
@@ -128,6 +131,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for name, text in report.items():
             print(f"{name}: {text}")
     return EXIT_OK
+
+
+def run_services(seed: int | None) -> dict[str, Any]:
+    """What node bodies reach through ``ctx``: the shared model manager and manifest hooks."""
+    from vdnodes.nodes.models import default_manager
+
+    manager = default_manager()
+    return {"models": manager, "run_seed": seed, "manifest": manager.manifest}
 
 
 def _check_device(device: str) -> str:

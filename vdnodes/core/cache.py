@@ -9,6 +9,7 @@ a CPU entry is dropped. Tensors are recognised by duck typing; no torch import.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections.abc import Callable
@@ -41,6 +42,9 @@ def _devices(value: Any):
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from _devices(v)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _devices(getattr(value, f.name))
 
 
 def nbytes(value: Any, _seen: set[int] | None = None) -> int:
@@ -64,6 +68,8 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
         return 64 + sum(nbytes(v, seen) for v in value.values())
     if isinstance(value, (list, tuple)):
         return 64 + sum(nbytes(v, seen) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return 64 + sum(nbytes(getattr(value, f.name), seen) for f in dataclasses.fields(value))
     return 64
 
 
@@ -79,6 +85,9 @@ def move_to_cpu(value: Any) -> Any:
         return tuple(move_to_cpu(v) for v in value)
     if isinstance(value, list):
         return [move_to_cpu(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: move_to_cpu(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
     return value
 
 

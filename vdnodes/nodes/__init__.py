@@ -12,7 +12,11 @@ import importlib
 from vdnodes.core.registry import Registry
 
 # Modules whose NodeDecls make up the core node set, in palette order.
-BUILTIN_MODULES = ("vdnodes.nodes.io", "vdnodes.nodes.image")
+BUILTIN_MODULES = (
+    "vdnodes.nodes.models", "vdnodes.nodes.io", "vdnodes.nodes.encode", "vdnodes.nodes.disentangle",
+    "vdnodes.nodes.blend", "vdnodes.nodes.denoise", "vdnodes.nodes.edit", "vdnodes.nodes.decode",
+    "vdnodes.nodes.image",
+)
 
 
 def build_registry() -> Registry:

@@ -1,0 +1,37 @@
+"""Decoders: image latents to pictures (kl-f8), text latents to sentences (Optimus)."""
+
+from __future__ import annotations
+
+from vdnodes.core.node import In, Out, Param, node
+
+
+@node("vd.decode_image", version="1.0.0", category="decode", title="Decode image (VAE)",
+      doc="Image latents [B,4,h,w] -> images [B,3,8h,8w] in [0,1] with the kl-f8 decoder.",
+      inputs={"model": In("VDModel"), "latent": In("Latent[image]")},
+      outputs={"image": Out("Image")})
+def decode_image(ctx, model, latent):
+    import torch
+
+    vae = model.image_vae(decoder=True)
+    with torch.inference_mode():
+        return vae.decode(latent.to(model.device, model.dtype)).float()
+
+
+@node("vd.decode_text", version="1.0.0", category="decode", title="Decode text (Optimus)",
+      purity="seeded",
+      doc="Text latents [B,768] -> one sentence each with the Optimus decoder. 'sample' draws tokens "
+          "as VD does (seeded); 'greedy' takes the most likely token (deterministic).",
+      inputs={"model": In("VDModel"), "latent": In("Latent[text]")},
+      params={"mode": Param("Enum", "sample", choices=("sample", "greedy"), doc="Token choice."),
+              "seed": Param("Seed", 0, doc="Seed of the token sampling."),
+              "max_tokens": Param("Int", 30, min=2, max=128, doc="Length limit, <BOS> included (VD: 30).")},
+      outputs={"text": Out("Text")})
+def decode_text(ctx, model, latent, mode: str, seed: int, max_tokens: int):
+    import torch
+
+    vae = model.text_vae(decoder=True)
+    generator = torch.Generator("cpu").manual_seed(ctx.seed)
+    with torch.inference_mode():
+        texts = vae.decode(latent, generator=generator, max_tokens=max_tokens, greedy=mode == "greedy")
+    ctx.progress(1.0, texts[0][:80] if texts else "")
+    return texts

@@ -1,0 +1,342 @@
+"""Loading VD once and sharing it: the model manager, the ``VDModel`` handle, ``vd.load_model``.
+
+The value that flows through a ``VDModel`` socket is a small ``VDHandle``: where
+the weights come from, dtype and device. Nodes ask the handle for the
+components they use (``handle.unet("image", {"text"})``, ``handle.clip_text()``),
+and the manager loads exactly those, once per (source, dtype, device), merging
+them into one shared ``VersatileDiffusion``. That is flow-aware loading: a
+text->image graph never reads the text data layers or the Optimus decoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vdnodes.core.errors import NodeInputError
+from vdnodes.core.executor import resolve_user_path
+from vdnodes.core.node import Out, Param, node
+
+SOURCES_DOC = ("'tiny' (random weights, for tests), or a path: a diffusers VD folder, an original "
+               "VD .pth, or a vdnodes .safetensors file")
+HASH_FULL_LIMIT = 256 << 20  # files above this get a head/tail fingerprint instead of a full hash
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that identifies one loaded model."""
+
+    source: str  # "tiny" or an absolute path
+    dtype: str  # "float32" | "float16" | "bfloat16"
+    device: str
+    seed: int = 0  # random-weight sources only
+    image_vae: str = ""
+    text_vae: str = ""
+    clip: str = ""
+    optimus_vocab: str = ""
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, or of its size + first/last 8 MiB for very large files (marked so)."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size <= HASH_FULL_LIMIT:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+            return "sha256:" + h.hexdigest()
+        h.update(str(size).encode())
+        h.update(f.read(8 << 20))
+        f.seek(size - (8 << 20))
+        h.update(f.read())
+        return "sha256-head-tail:" + h.hexdigest()
+
+
+def source_files(source: str) -> list[Path]:
+    p = Path(source)
+    if p.is_dir():
+        return sorted(q for q in p.rglob("*") if q.suffix in (".safetensors", ".bin", ".pth", ".pt", ".ckpt"))
+    return [p]
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # vdnodes.model.vd.VersatileDiffusion
+    components: set[str] = field(default_factory=set)
+
+
+class ModelManager:
+    """Loads each model once per spec and each component once; thread-safe."""
+
+    def __init__(self) -> None:
+        self._models: dict[ModelSpec, LoadedModel] = {}
+        self._digests: dict[tuple[str, int, int], str] = {}
+        self._lock = threading.RLock()
+
+    def ensure(self, spec: ModelSpec, components: set[str]) -> Any:
+        """The shared ``VersatileDiffusion`` of ``spec`` with at least ``components`` loaded."""
+        from vdnodes.model.vd import check_components
+
+        wanted = set(check_components(components))
+        with self._lock:
+            loaded = self._models.get(spec)
+            missing = wanted - (loaded.components if loaded else set())
+            if not missing:
+                return loaded.model
+            part = self._load(spec, missing)
+            if loaded is None:
+                loaded = self._models[spec] = LoadedModel(part, set(part.components))
+            else:
+                _merge(loaded.model, part)
+                loaded.components |= set(part.components)
+            return loaded.model
+
+    def _load(self, spec: ModelSpec, components: set[str]) -> Any:
+        import torch
+
+        from vdnodes.model import vd
+
+        dtype = getattr(torch, spec.dtype)
+        if spec.source == "tiny":
+            return _tiny_model(spec, components, dtype)
+        extras = {k: getattr(spec, k) or None for k in ("image_vae", "text_vae", "clip", "optimus_vocab")}
+        return vd.load_vd(spec.source, components=components, device=spec.device, dtype=dtype, **extras)
+
+    def weight_digests(self, spec: ModelSpec) -> dict[str, str]:
+        """Content digests of the weight files behind ``spec`` (cached by path, size, mtime)."""
+        if spec.source == "tiny":
+            return {"tiny": f"random-init seed {spec.seed}"}
+        out = {}
+        paths = [*source_files(spec.source), *(Path(p) for p in (spec.image_vae, spec.text_vae, spec.clip) if p)]
+        for path in paths:
+            st = path.stat()
+            key = (str(path), st.st_size, st.st_mtime_ns)
+            with self._lock:
+                if key not in self._digests:
+                    self._digests[key] = file_digest(path)
+                out[path.name] = self._digests[key]
+        return out
+
+    def manifest(self) -> dict[str, Any]:
+        """Weight digests of every loaded model, for the run manifest saved into outputs."""
+        with self._lock:
+            specs = list(self._models)
+        return {"models": [{"source": s.source if s.source == "tiny" else Path(s.source).name,
+                            "dtype": s.dtype, "device": s.device,
+                            "weights": self.weight_digests(s)} for s in specs]}
+
+    def loaded(self) -> dict[ModelSpec, set[str]]:
+        with self._lock:
+            return {s: set(m.components) for s, m in self._models.items()}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+def _tiny_model(spec: ModelSpec, components: set[str], dtype: Any) -> Any:
+    """The tiny test model: every component, deterministic random weights from ``spec.seed``."""
+    import torch
+
+    from vdnodes.model import vd
+    from vdnodes.model.configs import tiny_config
+    from vdnodes.model.tokenizers import clip_tokenizer
+    from vdnodes.model.word_tokenizers import word_tokenizers
+
+    config = tiny_config()
+    tokenizers = word_tokenizers(config.optimus.enc_vocab_size, config.optimus.dec_vocab_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = vd.build(config, vd.COMPONENTS, device="cpu", dtype=torch.float32,
+                         clip_tokenizer=clip_tokenizer(), optimus_tokenizers=tokenizers)
+        _randomise_zero_inits(model)
+    return model.to(device=spec.device, dtype=dtype).eval()
+
+
+def _randomise_zero_inits(model: Any) -> None:
+    """Give zero-initialised output layers small random values, so random models are not trivial."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if p.dim() > 1 and not p.detach().abs().sum():
+            torch.nn.init.normal_(p, std=0.02)
+
+
+def _merge(master: Any, part: Any) -> None:
+    """Move the components of ``part`` into ``master`` (both ``VersatileDiffusion``)."""
+    from vdnodes.model.vd import NotLoaded
+
+    if part.unet is not None:
+        if master.unet is None:
+            master.unet = part.unet
+        else:
+            for name, group in part.unet.data.items():
+                if name not in master.unet.data:
+                    master.unet.add_data_group(name, group)
+            for name, group in part.unet.context.items():
+                if name not in master.unet.context:
+                    master.unet.add_context_group(name, group)
+    for comp in ("vae_image", "vae_text"):
+        mine, theirs = getattr(master, comp), getattr(part, comp)
+        if theirs is None:
+            continue
+        if mine is None:
+            setattr(master, comp, theirs)
+            continue
+        for child_name, child in theirs.named_children():
+            if not isinstance(child, NotLoaded) and isinstance(getattr(mine, child_name, None), NotLoaded):
+                setattr(mine, child_name, child)
+    for comp in ("clip_text", "clip_image"):
+        if getattr(master, comp) is None and getattr(part, comp) is not None:
+            setattr(master, comp, getattr(part, comp))
+    master.components = master.components | part.components
+
+
+@dataclass(frozen=True)
+class VDHandle:
+    """The ``VDModel`` socket value: a spec plus the manager that owns the weights."""
+
+    spec: ModelSpec
+    manager: ModelManager = field(compare=False, repr=False)
+
+    @property
+    def device(self) -> str:
+        return self.spec.device
+
+    @property
+    def dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.spec.dtype)
+
+    def model(self, *components: str) -> Any:
+        return self.manager.ensure(self.spec, set(components))
+
+    def config(self) -> Any:
+        """The model's ``VDConfig`` (loads nothing beyond what is already loaded, except for tiny)."""
+        return self.model("unet.time").config
+
+    def unet(self, xtype: str, contexts: set[str] | frozenset[str]) -> Any:
+        comps = {"unet.time", f"unet.data.{xtype}", *(f"unet.context.{c}" for c in contexts)}
+        return self.model(*comps).unet
+
+    def clip_text(self) -> Any:
+        return self.model("clip_text").clip_text
+
+    def clip_image(self) -> Any:
+        return self.model("clip_image").clip_image
+
+    def image_vae(self, *, encoder: bool = False, decoder: bool = False) -> Any:
+        comps = {"vae_image.encoder"} if encoder else set()
+        comps |= {"vae_image.decoder"} if decoder else set()
+        return self.model(*comps).vae_image
+
+    def text_vae(self, *, encoder: bool = False, decoder: bool = False) -> Any:
+        comps = {"vae_text.encoder"} if encoder else set()
+        comps |= {"vae_text.decoder"} if decoder else set()
+        return self.model(*comps).vae_text
+
+    def manifest(self) -> dict[str, Any]:
+        return {"source": self.spec.source if self.spec.source == "tiny" else Path(self.spec.source).name,
+                "dtype": self.spec.dtype, "device": self.spec.device,
+                "weights": self.manager.weight_digests(self.spec)}
+
+
+def _model_fingerprint(params: Any, env: Any) -> str:
+    source = params["source"]
+    if source == "tiny":
+        return "tiny"
+    path = Path(resolve_user_path(source, env["base_dir"]))
+    try:
+        files = source_files(str(path))
+        return ";".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    except OSError:
+        return f"missing:{path}"
+
+
+def _resolve_optional(ctx: Any, value: str, what: str) -> str:
+    if not value:
+        return ""
+    path = Path(ctx.resolve_path(value))
+    if not path.exists():
+        raise NodeInputError(f"{what} not found: {path}", socket=what)
+    return str(path)
+
+
+@node("vd.load_model", version="1.0.0", category="model", title="Load VD model", purity="external",
+      fingerprint=_model_fingerprint,
+      doc="A Versatile Diffusion model. Components load lazily, only when a node uses them "
+          "(a text->image graph never reads the text data layers or Optimus). Source: " + SOURCES_DOC + ".",
+      params={
+          "source": Param("Path", "tiny", doc="Model source: " + SOURCES_DOC + ".", widget="file"),
+          "dtype": Param("Enum", "auto", choices=("auto", "float32", "float16", "bfloat16"),
+                         doc="Weight dtype; 'auto' follows the run's --dtype."),
+          "device": Param("Enum", "auto", choices=("auto", "cpu", "cuda"),
+                          doc="Where the weights live; 'auto' follows the run's --device."),
+          "seed": Param("Int", 0, min=0, max=2**31 - 1, doc="Random-weight sources only: init seed."),
+          "image_vae": Param("Path", "", doc="Optional kl-f8.pth for sources without an image VAE.",
+                             widget="file"),
+          "text_vae": Param("Path", "", doc="Optional optimus-vae.pth for sources without Optimus.",
+                            widget="file"),
+          "clip": Param("Path", "", doc="Optional CLIP ViT-L/14 weights (file, HF folder or diffusers VD folder).",
+                        widget="file"),
+          "optimus_vocab": Param("Path", "", doc="Folder with Optimus' BERT/GPT-2 vocabulary files.",
+                                 widget="file"),
+      },
+      outputs={"model": Out("VDModel")})
+def load_model(ctx, source: str, dtype: str, device: str, seed: int, image_vae: str, text_vae: str,
+               clip: str, optimus_vocab: str):
+    manager = ctx.models
+    if manager is None:
+        raise RuntimeError("the executor was started without a model manager (services['models'])")
+    if source != "tiny":
+        path = Path(ctx.resolve_path(source))
+        if not path.exists():
+            raise NodeInputError(f"model not found: {path}", socket="source",
+                                 hint="use 'tiny' for random test weights, or a path to VD weights")
+        source = str(path)
+    if device == "auto":
+        device = ctx.device
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NodeInputError("CUDA is not available on this machine", socket="device",
+                                 hint="set device to 'cpu' or 'auto'")
+    spec = ModelSpec(source, ctx.dtype if dtype == "auto" else dtype, device, seed,
+                     _resolve_optional(ctx, image_vae, "image_vae"), _resolve_optional(ctx, text_vae, "text_vae"),
+                     _resolve_optional(ctx, clip, "clip"), _resolve_optional(ctx, optimus_vocab, "optimus_vocab"))
+    if source != "tiny":
+        _check_loadable(spec)
+    return VDHandle(spec, manager)
+
+
+def _check_loadable(spec: ModelSpec) -> None:
+    """Fail fast on a file that is not a checkpoint (reads headers only, no weights)."""
+    from vdnodes.model import checkpoints as ck
+
+    path = Path(spec.source)
+    try:
+        if path.is_dir():
+            if not ck.is_diffusers_folder(path):
+                raise ck.CheckpointError(f"{path} is a folder without model_index.json")
+        else:
+            ck.detect_layout(ck.read_state_dict(path).keys())
+    except ck.CheckpointError as e:
+        raise NodeInputError(str(e), socket="source") from None
+    except OSError as e:
+        raise NodeInputError(f"cannot read {path}: {e}", socket="source") from None
+
+
+_DEFAULT_MANAGER: ModelManager | None = None
+
+
+def default_manager() -> ModelManager:
+    """One manager per process, shared by CLI runs and the canvas."""
+    global _DEFAULT_MANAGER
+    if _DEFAULT_MANAGER is None:
+        _DEFAULT_MANAGER = ModelManager()
+    return _DEFAULT_MANAGER
