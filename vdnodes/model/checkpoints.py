@@ -1,0 +1,653 @@
+"""Reading and writing checkpoint files, and putting their weights into our modules.
+
+What it is:
+1. ``read_state_dict``: a ``.safetensors`` file (lazy, memory-mapped) or a PyTorch
+   ``.pth/.pt/.ckpt/.bin`` file (``torch.load(weights_only=True)``, memory-mapped
+   when the file allows it) as a flat ``{key: tensor}``. Every way a file can be
+   wrong (missing, empty, truncated, an image renamed ``.pth``, a pickle that needs
+   unsafe code) is a ``CheckpointError`` naming the file and what was expected.
+2. ``detect_layout``: which of the known checkpoint layouts a key set is
+   (vd-architecture.md section 7.1/7.2), with an explanation when it is none.
+3. ``DiffusersFolder``: the diffusers pipeline folder (``model_index.json`` plus one
+   sub-folder per component).
+4. ``load_into``: rename through a key map (``keymap.remap``), reconcile
+   Linear/1x1-conv shapes (``keymap.fit_shape``), check coverage, and materialise
+   a module built with its parameters on ``meta`` (``load_state_dict(assign=True)``),
+   so weights are never allocated twice. Coverage problems are one error with counts
+   and examples, never a silent ``strict=False``.
+5. Our own format: ``save_safetensors`` / ``load_safetensors`` (atomic write, the
+   config stored as JSON in the metadata so a model can be rebuilt from the file).
+
+What it is not: no VD-specific key maps (they live next to each module:
+``unet_keys.py``, ``vae_keys.py``, ``optimus.py``) and no model assembly (``vd.py``).
+diffusers is never imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import re
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vdnodes.model.keymap import fit_shape, remap, rename_key
+
+PathLike = str | os.PathLike
+StateDict = Mapping[str, torch.Tensor]
+
+FORMAT_NAME = "vdnodes"  # value of the "format" metadata entry in our safetensors files
+FORMAT_VERSION = "1"
+MAX_EXAMPLES = 5  # per kind of problem, in error messages
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or folder is missing, malformed or does not fit the model."""
+
+
+class KeyMismatchError(CheckpointError):
+    """Checkpoint keys and model keys do not correspond; lists what differs."""
+
+    def __init__(self, message: str, missing: list[str], unexpected: list[str],
+                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+
+
+# ---------------------------------------------------------------------------
+# 1. Reading one file
+# ---------------------------------------------------------------------------
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+# (magic bytes, what the file is), for files that are clearly not checkpoints.
+_FOREIGN_MAGIC = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"RIFF", "a RIFF (WebP/WAV) file"), (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"), (b"version https://git-lfs", "a Git LFS pointer (the "
+     "real file was never downloaded)"), (b"<!DOCTYPE", "an HTML page"), (b"<html", "an HTML page"),
+)
+
+
+def _sniff(path: Path) -> str:
+    """"safetensors", "torch-zip", "torch-legacy", or a description of a foreign file."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    for magic, what in _FOREIGN_MAGIC:
+        if head.startswith(magic):
+            return what
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if head.startswith(b"\x80") and len(head) > 1 and head[1] in (2, 3, 4, 5):
+        return "torch-legacy"  # a pickle stream: torch's legacy (pre-1.6) format
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "an unrecognised binary file"
+
+
+def _check_file(path: PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    if p.is_dir():
+        raise CheckpointError(
+            f"{str(p)!r} is a folder; expected a checkpoint file "
+            f"({', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)}) or, for a diffusers pipeline, "
+            "a folder with model_index.json (use load_vd)")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(p)!r} is empty (0 bytes); expected tensor data")
+    return p
+
+
+class SafetensorsState(Mapping[str, torch.Tensor]):
+    """Lazy ``{key: tensor}`` view of a safetensors file: tensors are read on access."""
+
+    def __init__(self, path: PathLike) -> None:
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        self._file = safe_open(str(self.path), framework="pt", device="cpu")
+        self._keys = list(self._file.keys())
+        self.metadata: dict[str, str] = dict(self._file.metadata() or {})
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._file.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """Shape without reading the data."""
+        return tuple(self._file.get_slice(key).get_shape())
+
+
+def _check_safetensors_size(path: Path) -> None:
+    """Catch truncation up front: the header says how long the data must be."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise CheckpointError(f"{str(path)!r} is truncated: {size} bytes, too short for a "
+                                  "safetensors header")
+        (n,) = struct.unpack("<Q", raw)
+        if n > size - 8:
+            raise CheckpointError(f"{str(path)!r} is truncated or not a safetensors file: the "
+                                  f"header claims {n} bytes but the file has {size}")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{str(path)!r} is not a valid safetensors file (bad header: "
+                                  f"{e})") from None
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise CheckpointError(f"{str(path)!r} is truncated: expected {8 + n + end} bytes of "
+                              f"safetensors data, found {size}")
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The flat tensor dict inside what ``torch.load`` returned."""
+    for _ in range(3):  # e.g. {"state_dict": {...}} or {"model": {"state_dict": {...}}}
+        if not isinstance(obj, Mapping):
+            break
+        if any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = next((obj[k] for k in ("state_dict", "model", "module", "model_state_dict")
+                      if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, not a state dict; "
+                              "expected a mapping from parameter names to tensors")
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        found = ", ".join(sorted(map(str, obj))[:MAX_EXAMPLES]) or "nothing"
+        raise CheckpointError(f"{str(path)!r} contains no tensors (top-level entries: {found}); "
+                              "expected a state dict, possibly under 'state_dict' or 'model'")
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _torch_load(path: Path, kind: str) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch-zip")
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "Weights only load failed" in msg or "Unsupported global" in msg:
+            found = re.search(r"GLOBAL ([\w.]+)", msg)
+            detail = f"it references {found[1]}" if found else msg.splitlines()[0]
+            raise CheckpointError(
+                f"{str(path)!r} stores Python objects besides tensors and would need unsafe "
+                f"unpickling ({detail}). vdnodes only loads checkpoints with weights_only=True; "
+                "re-save the state dict (or convert it to .safetensors) with code you trust"
+            ) from None
+        problem = "is truncated" if "truncated" in msg else "is not a readable PyTorch checkpoint"
+        raise CheckpointError(f"{str(path)!r} {problem} ({msg.splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types on damaged files
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{str(path)!r} is truncated or corrupt; expected a PyTorch "
+                              f"checkpoint ({first})") from None
+    return _unwrap(obj, path)
+
+
+def read_state_dict(path: PathLike) -> StateDict:
+    """``{key: tensor}`` of one checkpoint file (lazy for safetensors, mmap for zip ``.pth``).
+
+    The format is decided from the file's content, not its suffix, so a mislabelled
+    file still loads and a foreign file (image, text, LFS pointer) gets a clear error.
+    """
+    p = _check_file(path)
+    kind = _sniff(p)
+    if kind == "safetensors":
+        _check_safetensors_size(p)
+        try:
+            return SafetensorsState(p)
+        except Exception as e:  # safetensors raises its own SafetensorError type
+            raise CheckpointError(f"{str(p)!r} is not a valid safetensors file ({e})") from None
+    if kind in ("torch-zip", "torch-legacy"):
+        return _torch_load(p, kind)
+    expected = ("a safetensors file" if p.suffix in SAFETENSORS_SUFFIXES
+                else "a PyTorch checkpoint (torch.save zip or legacy pickle)")
+    raise CheckpointError(f"{str(p)!r} looks like {kind}, not a checkpoint; expected {expected}")
+
+
+def shape_of(state: StateDict, key: str) -> tuple[int, ...]:
+    """A tensor's shape, without reading it when the state is lazy."""
+    if isinstance(state, SafetensorsState):
+        return state.shape(key)
+    return tuple(state[key].shape)
+
+
+# ---------------------------------------------------------------------------
+# 2. Which layout is this?
+# ---------------------------------------------------------------------------
+
+class Layout(str, Enum):
+    """Checkpoint layouts we can load (vd-architecture.md section 7)."""
+
+    VD_V1_FULL = "vd_v1_full"      # whole v1 model: UNets + CLIP + kl-f8 + Optimus
+    VD_V2 = "vd_v2"                # the two UNets, v2 slot names
+    KL_F8 = "kl_f8"                # image VAE alone, LDM names
+    OPTIMUS = "optimus_vae"        # text VAE alone
+    VDNODES = "vdnodes"            # our own safetensors format
+    DIFFUSERS = "diffusers"        # a pipeline folder (not a single file)
+
+
+# Signature prefixes: a layout matches when its first group is present (any key), and
+# optional extra groups help explain what was found.
+_SIGNATURES: dict[Layout, tuple[str, ...]] = {
+    Layout.VD_V1_FULL: ("model.diffusion_model.unet_image.", "model.diffusion_model.unet_text."),
+    Layout.VD_V2: ("diffuser.image.", "diffuser.text."),
+    Layout.KL_F8: ("encoder.conv_in.", "decoder.conv_in.", "quant_conv.", "post_quant_conv."),
+    Layout.OPTIMUS: ("encoder.embeddings.", "decoder.transformer."),
+}
+_DIFFUSERS_COMPONENT_HINTS = {
+    "time_embedding.linear_1.": "a diffusers UNet component file",
+    "encoder.down_blocks.": "a diffusers VAE component file",
+    "text_model.embeddings.": "a transformers CLIP text model file",
+    "vision_model.embeddings.": "a transformers CLIP vision model file",
+}
+
+
+def _top_prefixes(keys: Iterable[str], depth: int = 2) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for k in keys:
+        head = ".".join(k.split(".")[:depth]) + "."
+        counts[head] = counts.get(head, 0) + 1
+    return counts
+
+
+def detect_layout(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> Layout:
+    """The ``Layout`` of a key set; ``CheckpointError`` listing what was found otherwise."""
+    if metadata and metadata.get("format") == FORMAT_NAME:
+        return Layout.VDNODES
+    keys = list(keys)
+    if any(k.startswith(_SIGNATURES[Layout.VD_V1_FULL]) for k in keys):
+        return Layout.VD_V1_FULL
+    if any(k.startswith(_SIGNATURES[Layout.VD_V2]) for k in keys):
+        return Layout.VD_V2
+    has = lambda p: any(k.startswith(p) for k in keys)  # noqa: E731
+    if has("encoder.embeddings.") and has("decoder.transformer."):
+        return Layout.OPTIMUS
+    if has("encoder.conv_in.") and has("decoder.conv_in.") and (has("encoder.down.") or has("decoder.up.")):
+        return Layout.KL_F8
+    found = sorted(_top_prefixes(keys).items(), key=lambda kv: -kv[1])[:8]
+    found_txt = ", ".join(f"{p} ({n})" for p, n in found) or "no keys"
+    hint = next((f" It looks like {what}: load the whole diffusers folder instead."
+                 for p, what in _DIFFUSERS_COMPONENT_HINTS.items() if has(p)), "")
+    known = "; ".join(f"{lay.value}: {', '.join(sig)}" for lay, sig in _SIGNATURES.items())
+    raise CheckpointError(
+        f"unknown checkpoint layout ({len(keys)} keys; most common prefixes: {found_txt}).{hint} "
+        f"Known layouts and their key prefixes: {known}; or a vdnodes safetensors file "
+        f"(metadata format={FORMAT_NAME!r}).")
+
+
+# ---------------------------------------------------------------------------
+# 3. diffusers pipeline folders
+# ---------------------------------------------------------------------------
+
+_WEIGHT_FILES = (
+    "diffusion_pytorch_model.safetensors", "model.safetensors",
+    "diffusion_pytorch_model.bin", "pytorch_model.bin",
+    "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors",
+    "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin",
+)
+
+
+def is_diffusers_folder(path: PathLike) -> bool:
+    return Path(path).is_dir() and (Path(path) / "model_index.json").is_file()
+
+
+class _MergedState(Mapping[str, torch.Tensor]):
+    """Several shard files seen as one state dict (sharded ``*.index.json`` weights)."""
+
+    def __init__(self, shards: dict[str, StateDict], where: dict[str, str]) -> None:
+        self._shards, self._where = shards, where
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._shards[self._where[key]][key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+@dataclass
+class DiffusersFolder:
+    """A diffusers pipeline folder: ``model_index.json`` + ``<component>/config.json`` + weights."""
+
+    root: Path
+    index: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: PathLike) -> "DiffusersFolder":
+        root = Path(path)
+        if not root.is_dir():
+            raise CheckpointError(f"{str(root)!r} is not a folder; expected a diffusers pipeline "
+                                  "folder containing model_index.json")
+        index_path = root / "model_index.json"
+        if not index_path.is_file():
+            raise CheckpointError(f"{str(root)!r} has no model_index.json; expected a diffusers "
+                                  "pipeline folder (e.g. shi-labs/versatile-diffusion)")
+        try:
+            index = json.loads(index_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{str(index_path)!r} is not valid JSON ({e})") from None
+        return cls(root, index)
+
+    @property
+    def components(self) -> list[str]:
+        """Component names listed in model_index.json (``[library, class]`` entries)."""
+        return sorted(k for k, v in self.index.items()
+                      if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None)
+
+    def has(self, name: str) -> bool:
+        return name in self.components and (self.root / name).is_dir()
+
+    def _folder(self, name: str) -> Path:
+        if not self.has(name):
+            raise CheckpointError(f"diffusers folder {str(self.root)!r} has no component "
+                                  f"{name!r}; it has: {', '.join(self.components) or 'none'}")
+        return self.root / name
+
+    def config(self, name: str, filename: str = "config.json") -> dict[str, Any]:
+        """A component's JSON config (``config.json``, or e.g. ``preprocessor_config.json``)."""
+        path = self._folder(name) / filename
+        if not path.is_file():
+            raise CheckpointError(f"component {name!r} in {str(self.root)!r} has no {filename}")
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{str(path)!r} is not valid JSON ({e})") from None
+
+    def folder(self, name: str) -> Path:
+        """Path of a component folder (tokenizer files, scheduler config, ...)."""
+        return self._folder(name)
+
+    def weights_path(self, name: str) -> Path:
+        folder = self._folder(name)
+        for filename in _WEIGHT_FILES:
+            if (folder / filename).is_file():
+                return folder / filename
+        for index in sorted(folder.glob("*.index.json")):
+            return index
+        raise CheckpointError(f"component {name!r} in {str(self.root)!r} has no weights; "
+                              f"expected one of: {', '.join(_WEIGHT_FILES[:4])}")
+
+    def state(self, name: str) -> StateDict:
+        """A component's weights (safetensors preferred over ``.bin``; shards merged)."""
+        path = self.weights_path(name)
+        if path.name.endswith(".index.json"):
+            weight_map: dict[str, str] = json.loads(path.read_text())["weight_map"]
+            shards = {f: read_state_dict(path.parent / f) for f in sorted(set(weight_map.values()))}
+            return _MergedState(shards, weight_map)
+        return read_state_dict(path)
+
+
+# ---------------------------------------------------------------------------
+# 4. Putting weights into modules
+# ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def params_on_meta() -> Iterator[None]:
+    """Build modules with parameters on ``meta`` but buffers real (on CPU).
+
+    Buffers are small and some are not saved in checkpoints (CLIP position ids,
+    causal masks), so they must hold real values after loading; parameters are
+    filled by ``load_into(..., assign)`` without a second allocation.
+    """
+    original = nn.Module.register_parameter
+
+    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        original(module, name, param)
+
+    nn.Module.register_parameter = register  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def _tied_groups(module: nn.Module) -> list[list[str]]:
+    """Names that share one Parameter (e.g. GPT-2's lm_head and wte), first name first."""
+    by_id: dict[int, list[str]] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(p), []).append(name)
+    return [names for names in by_id.values() if len(names) > 1]
+
+
+def _set_param(module: nn.Module, name: str, param: nn.Parameter) -> None:
+    owner, _, leaf = name.rpartition(".")
+    setattr(module.get_submodule(owner) if owner else module, leaf, param)
+
+
+def _collisions(names: list[str], keymap: Mapping[str, str], ignore: tuple[str, ...]) -> list[str]:
+    seen: dict[str, str] = {}
+    out: list[str] = []
+    for k in names:
+        if ignore and k.startswith(ignore):
+            continue
+        ours = rename_key(k, keymap)
+        if ours is not None:
+            if ours in seen:
+                out.append(f"{seen[ours]} and {k} -> {ours}")
+            seen[ours] = k
+    return out
+
+
+def _examples(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_EXAMPLES])
+    return shown + (", ..." if len(items) > MAX_EXAMPLES else "")
+
+
+def load_into(
+    module: nn.Module,
+    state: StateDict,
+    keymap: Mapping[str, str],
+    *,
+    ignore: Iterable[str] = (),
+    skip: Iterable[str] = (),
+    allow_missing: Iterable[str] = (),
+    device: torch.device | str | None = None,
+    what: str = "checkpoint",
+) -> int:
+    """Load ``state`` (someone else's names) into ``module`` through ``keymap``.
+
+    - ``ignore``: source prefixes to drop (buffers we recompute, e.g. schedules).
+    - ``skip``: *our* prefixes deliberately not built/loaded (flow-aware loading);
+      checkpoint keys that land there are not read at all.
+    - ``allow_missing``: our prefixes that may stay as built (e.g. non-persistent
+      extras); anything else missing is an error.
+
+    Tensors are cast to the dtype of the module's own tensor (floating point only)
+    and moved to ``device`` (default: the module's non-meta device, else CPU).
+    Returns the number of tensors loaded. Raises ``KeyMismatchError`` with counts
+    and examples when keys or shapes do not correspond.
+    """
+    skip, allow_missing = tuple(skip), tuple(allow_missing)
+    # Rename the *names* only, so lazy states read just the tensors we keep.
+    ignore = tuple(ignore)
+    names = list(state.keys())
+    renamed, unmatched = remap({k: k for k in names}, keymap, ignore=ignore)
+    n_ignored = sum(k.startswith(ignore) for k in names) if ignore else 0
+    if len(renamed) + len(unmatched) + n_ignored != len(names):
+        raise CheckpointError(f"{what}: several checkpoint keys map to the same model key, e.g. "
+                              f"{_examples(_collisions(names, keymap, ignore))}; a component was "
+                              "probably given twice")
+    expected = module.state_dict(keep_vars=True)
+    tied = _tied_groups(module)
+    group_of = {name: group for group in tied for name in group}
+
+    if device is None:
+        real = next((t.device for t in expected.values() if t.device.type != "meta"), None)
+        device = real or torch.device("cpu")
+
+    missing: list[str] = []
+    unexpected = sorted(unmatched)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    loaded: dict[str, torch.Tensor] = {}
+    for ours, src in sorted(renamed.items()):
+        if skip and ours.startswith(skip):
+            continue
+        target = expected.get(ours)
+        if target is None:
+            unexpected.append(src)
+            continue
+        value = state[src]
+        value = fit_shape(value, tuple(target.shape))
+        if tuple(value.shape) != tuple(target.shape):
+            mismatched.append((src, tuple(value.shape), tuple(target.shape)))
+            continue
+        dtype = target.dtype if value.is_floating_point() and target.is_floating_point() else value.dtype
+        loaded[ours] = value.to(device=device, dtype=dtype)
+    bad_sources = {m[0] for m in mismatched}
+    wrong_shape = {ours for ours, src in renamed.items() if src in bad_sources}
+    reported: set[str] = set()
+    for ours in expected:
+        group = group_of.get(ours, [ours])  # a tied weight is present under any of its names
+        if any(n in loaded or n in wrong_shape or n in reported or (skip and n.startswith(skip))
+               for n in group):
+            continue
+        if allow_missing and ours.startswith(allow_missing):
+            continue
+        missing.append(ours)
+        reported.add(ours)
+
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (in the model, not in the checkpoint), "
+                         f"e.g. {_examples(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (in the checkpoint, not in the model), "
+                         f"e.g. {_examples(unexpected)}")
+        if mismatched:
+            shown = [f"{k}: {list(a)} vs model {list(b)}" for k, a, b in mismatched]
+            parts.append(f"{len(mismatched)} with the wrong shape, e.g. {_examples(shown)}")
+        raise KeyMismatchError(
+            f"{what} does not fit {type(module).__name__}: " + "; ".join(parts),
+            missing, unexpected, mismatched)
+
+    n_loaded = len(loaded)
+    # Fill in tied aliases so load_state_dict sees a complete dict, then re-tie.
+    for names in tied:
+        source = next((loaded[n] for n in names if n in loaded), None)
+        if source is not None:
+            for n in names:
+                loaded.setdefault(n, source)
+    keep = {k: v for k, v in expected.items() if k not in loaded}
+    incompatible = module.load_state_dict({**keep, **loaded}, strict=True, assign=True)
+    assert not incompatible.missing_keys and not incompatible.unexpected_keys
+    for names in tied:
+        if names[0] in loaded:
+            first = module.get_parameter(names[0])
+            for n in names[1:]:
+                _set_param(module, n, first)
+    return n_loaded
+
+
+def meta_names(module: nn.Module) -> list[str]:
+    """Parameters and buffers still on ``meta`` (i.e. not loaded)."""
+    out = [n for n, p in module.named_parameters() if p.device.type == "meta"]
+    return out + [n for n, b in module.named_buffers() if b.device.type == "meta"]
+
+
+# ---------------------------------------------------------------------------
+# 5. Our own format
+# ---------------------------------------------------------------------------
+
+def _unique_state(module_or_state: nn.Module | StateDict) -> dict[str, torch.Tensor]:
+    """State dict with shared tensors stored once (safetensors refuses aliases)."""
+    if isinstance(module_or_state, nn.Module):
+        state = module_or_state.state_dict()
+        drop = {n for names in _tied_groups(module_or_state) for n in names[1:]}
+    else:
+        state, drop = dict(module_or_state), set()
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k in drop:
+            continue
+        if v.device.type == "meta":
+            raise CheckpointError(f"cannot save {k!r}: it was never loaded (still on meta)")
+        out[k] = v.detach().contiguous().cpu()
+    return out
+
+
+def save_safetensors(
+    module_or_state: nn.Module | StateDict,
+    path: PathLike,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    config: Any = None,
+) -> Path:
+    """Write weights atomically as safetensors (temp file in the same folder, then rename).
+
+    ``config`` (a dict or anything with ``to_dict()``) is stored as JSON under the
+    ``"config"`` metadata entry; other ``metadata`` values are stored as strings
+    (non-strings as JSON). ``"format": "vdnodes"`` marks the file as ours.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta: dict[str, str] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+    for k, v in (metadata or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    if config is not None:
+        cfg = config.to_dict() if hasattr(config, "to_dict") else config
+        meta["config"] = json.dumps(cfg, sort_keys=True)
+    tensors = _unique_state(module_or_state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_safetensors(path: PathLike) -> tuple[SafetensorsState, dict[str, Any]]:
+    """``(lazy state, metadata)``; ``metadata["config"]`` is decoded from JSON when present."""
+    state = read_state_dict(path)
+    if not isinstance(state, SafetensorsState):
+        raise CheckpointError(f"{str(path)!r} is not a safetensors file; expected our own format")
+    meta: dict[str, Any] = dict(state.metadata)
+    if "config" in meta:
+        try:
+            meta["config"] = json.loads(meta["config"])
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{str(path)!r} has a malformed config in its metadata ({e})") from None
+    return state, meta
