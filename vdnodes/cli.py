@@ -169,8 +169,14 @@ def _summary(value: Any) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     from vdnodes.core.graph import infer_types
 
+    from vdnodes.core.errors import GraphError
+    from vdnodes.core.executor import Executor
+
     registry = _registry()
     graph = _load(args, registry)
+    problems = Executor(registry).preflight(graph)
+    if problems:
+        raise GraphError(problems, graph.source)
     types = infer_types(graph, registry)
     print(f"{graph.source}: ok ({len(graph.nodes)} nodes)")
     for name, ref in sorted(graph.outputs.items()):

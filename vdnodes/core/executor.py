@@ -23,7 +23,9 @@ import networkx as nx
 
 from vdnodes.core import events as ev
 from vdnodes.core.cache import TensorCache
-from vdnodes.core.errors import NodeError, NodeInputError, RunCancelled, UserInputError, VDNodesError
+from vdnodes.core.errors import (
+    GraphError, NodeError, NodeInputError, Problem, RunCancelled, UserInputError, VDNodesError,
+)
 from vdnodes.core.graph import Graph, to_digraph
 from vdnodes.core.keys import derive_seed, node_key, output_key
 from vdnodes.core.node import NodeDecl, Purity
@@ -190,6 +192,19 @@ class Executor:
                 add_node(nid)
         return out
 
+    # -- checks -----------------------------------------------------------------
+    def preflight(self, graph: Graph, nodes: Iterable[str] | None = None) -> list[Problem]:
+        """Cheap input checks of ``nodes`` (default: all) that need no weights: files exist..."""
+        env = {"base_dir": graph_dir(graph), "out_dir": self.out_dir}
+        problems = []
+        for nid in (graph.nodes if nodes is None else nodes):
+            decl = self.registry.get(graph.nodes[nid].type)
+            if decl.preflight is not None:
+                why = decl.preflight(graph.nodes[nid].params, env)
+                if why:
+                    problems.append(Problem(nid, why))
+        return problems
+
     # -- running ----------------------------------------------------------------
     def run(
         self,
@@ -216,6 +231,13 @@ class Executor:
         output_nodes = {n for n in keys if self.registry.get(graph.nodes[n].type).output_node}
         plan = make_plan(dig.subgraph(keys), wanted,
                          lambda n, o: n not in output_nodes and output_key(keys[n], o) in self.cache)
+        problems = self.preflight(graph, [n for n in plan.order if n in plan.run])
+        if problems:
+            error = GraphError(problems, graph.source)
+            emit(ev.RunFinished(run_id, "failed", time.perf_counter() - t_start, [], []))
+            if raise_errors:
+                raise error
+            return RunResult(run_id, "failed", {}, [], [], time.perf_counter() - t_start, keys, error)
         # Hold cached values now: later stores may evict them before they are consumed.
         live: dict[tuple[str, str], Any] = {}
         cached_ids = [n for n in plan.order if n in plan.cached]

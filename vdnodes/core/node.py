@@ -187,6 +187,9 @@ class RunContext(Protocol):
 
 # fingerprint(params, env) -> str; env holds "base_dir" (the graph's folder) and "out_dir".
 Fingerprint = Callable[[Mapping[str, Any], Mapping[str, str]], str]
+# preflight(params, env) -> a problem message or None; cheap checks (files exist, are images)
+# run by `validate` and before a run starts, so bad input fails before any weights load.
+Preflight = Callable[[Mapping[str, Any], Mapping[str, str]], "str | None"]
 TypeInference = Callable[[Mapping[str, SocketType], Mapping[str, Any]], Mapping[str, SocketType]]
 
 
@@ -206,6 +209,7 @@ class NodeDecl:
     outputs: Mapping[str, Out] = field(default_factory=dict)
     migrations: Sequence[Migration] = ()
     fingerprint: Fingerprint | None = None
+    preflight: Preflight | None = None
     infer_types: TypeInference | None = None
     tags: tuple[str, ...] = ()
     output_node: bool = False  # writes files: always runs when targeted, never served from cache
@@ -280,6 +284,7 @@ def node(
     outputs: Mapping[str, Out | str] | None = None,
     migrations: Sequence[Migration] = (),
     fingerprint: Fingerprint | None = None,
+    preflight: Preflight | None = None,
     infer_types: TypeInference | None = None,
     tags: Sequence[str] = (),
     output_node: bool = False,
@@ -292,7 +297,7 @@ def node(
             id=id, version=version, category=category, fn=fn,
             doc=doc or inspect.getdoc(fn) or "", title=title, purity=Purity(purity),
             inputs=dict(inputs or {}), params=dict(params or {}), outputs=outs,
-            migrations=tuple(migrations), fingerprint=fingerprint,
+            migrations=tuple(migrations), fingerprint=fingerprint, preflight=preflight,
             infer_types=infer_types, tags=tuple(tags), output_node=output_node,
         )
 

@@ -29,6 +29,25 @@ def _file_fingerprint(params: Mapping[str, Any], env: Mapping[str, str]) -> str:
         return f"unreadable:{path}:{type(e).__name__}"
 
 
+def _image_preflight(params: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """The image file exists and Pillow recognises it (header only; no pixels decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not params["path"]:
+        return "no image file given (set the 'path' param)"
+    path = Path(resolve_user_path(params["path"], env["base_dir"]))
+    if not path.is_file():
+        return f"image file not found: {path}"
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except UnidentifiedImageError:
+        return f"{path} is not an image file Pillow can read"
+    except (OSError, ValueError, SyntaxError) as e:
+        return f"cannot read image {path}: {e}"
+    return None
+
+
 @node("vd.text", version="1.0.0", category="input", title="Text",
       doc="A prompt or sentence typed in the graph. One line per batch item when 'split_lines' is on.",
       params={"text": Param("String", "", doc="The text.", widget="multiline"),
@@ -42,7 +61,7 @@ def text_input(ctx, text: str, split_lines: bool) -> list[str]:
 
 
 @node("vd.load_image", version="1.0.0", category="input", title="Load image",
-      purity="external", fingerprint=_file_fingerprint,
+      purity="external", fingerprint=_file_fingerprint, preflight=_image_preflight,
       doc="Read an image file (PNG, JPEG, WebP...) as an RGB tensor [1,3,H,W] in [0,1]. "
           "Relative paths are resolved against the graph file's folder.",
       params={"path": Param("Path", "", doc="Image file to read.", widget="file"),

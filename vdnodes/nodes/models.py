@@ -257,6 +257,18 @@ def _model_fingerprint(params: Any, env: Any) -> str:
         return f"missing:{path}"
 
 
+def _model_preflight(params: Any, env: Any) -> str | None:
+    """Every path the node names exists (weights are not read here)."""
+    for name in ("source", "image_vae", "text_vae", "clip", "optimus_vocab"):
+        value = params[name]
+        if not value or (name == "source" and value == "tiny"):
+            continue
+        path = Path(resolve_user_path(value, env["base_dir"]))
+        if not path.exists():
+            return f"{name}: not found: {path}"
+    return None
+
+
 def _resolve_optional(ctx: Any, value: str, what: str) -> str:
     if not value:
         return ""
@@ -267,7 +279,7 @@ def _resolve_optional(ctx: Any, value: str, what: str) -> str:
 
 
 @node("vd.load_model", version="1.0.0", category="model", title="Load VD model", purity="external",
-      fingerprint=_model_fingerprint,
+      fingerprint=_model_fingerprint, preflight=_model_preflight,
       doc="A Versatile Diffusion model. Components load lazily, only when a node uses them "
           "(a text->image graph never reads the text data layers or Optimus). Source: " + SOURCES_DOC + ".",
       params={
@@ -324,7 +336,8 @@ def _check_loadable(spec: ModelSpec) -> None:
             if not ck.is_diffusers_folder(path):
                 raise ck.CheckpointError(f"{path} is a folder without model_index.json")
         else:
-            ck.detect_layout(ck.read_state_dict(path).keys())
+            state = ck.read_state_dict(path)
+            ck.detect_layout(state.keys(), dict(getattr(state, "metadata", {}) or {}))
     except ck.CheckpointError as e:
         raise NodeInputError(str(e), socket="source") from None
     except OSError as e:
