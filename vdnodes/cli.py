@@ -1,4 +1,4 @@
-"""The ``vdnodes`` command line: run, validate, nodes, graph-from-png.
+"""The ``vdnodes`` command line: run, validate, nodes, graph-from-png, gui.
 
 Exit codes: 0 ok, 1 the run failed, 2 invalid input or graph. User mistakes
 print one paragraph, never a traceback (``--debug`` shows it). Heavy imports
@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     g2p = sub.add_parser("graph-from-png", help="print the graph embedded in a PNG saved by vdnodes")
     g2p.add_argument("png")
     g2p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    gui = sub.add_parser("gui", help="open the desktop canvas (needs: pip install 'vdnodes[gui]')")
+    gui.add_argument("graph", nargs="?", default=None, help="graph to open: .json, or a .png saved by vdnodes")
+    gui.add_argument("--out", default="out", metavar="DIR", help="folder for saved outputs (default: out)")
+    gui.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    gui.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -210,8 +216,26 @@ def cmd_graph_from_png(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        import PySide6  # noqa: F401
+    except ImportError:
+        print("vdnodes: the canvas needs PySide6, which is not installed; "
+              "install it with: pip install 'vdnodes[gui]'", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        import vdnodes_gui
+    except ImportError:  # a source checkout: the canvas package lives in gui/
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gui"))
+        import vdnodes_gui
+    device = _check_device(args.device)
+    return vdnodes_gui.launch(args.graph, out_dir=args.out, device=device)
+
+
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes,
-            "graph-from-png": cmd_graph_from_png}
+            "graph-from-png": cmd_graph_from_png, "gui": cmd_gui}
 
 
 if __name__ == "__main__":

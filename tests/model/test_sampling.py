@@ -378,3 +378,14 @@ def test_cfg_denoiser_drives_a_sampler_end_to_end():
     out = sample("dpmpp_2m", denoise, noise(), 6)
     assert out.shape == SHAPE and torch.isfinite(out).all()
     assert len(unet.calls) == 6 and all(c[0] == 4 for c in unet.calls)
+
+
+def test_longest_grid_stays_inside_the_schedule():
+    # Regression: 1000 steps with the +1 offset reached timestep 1000 (IndexError).
+    from vdnodes.model.sampling import ddim_timesteps, vd_alphas_cumprod
+
+    ts = ddim_timesteps(999)
+    assert int(ts.max()) <= 999 and int(ts.min()) == 1
+    vd_alphas_cumprod()[ts]  # indexable
+    with pytest.raises(ValueError, match=r"\[1, 999\]"):
+        ddim_timesteps(1000)

@@ -56,10 +56,10 @@ def ddim_timesteps(num_steps: int, num_train_steps: int = 1000) -> Tensor:
     """VD's DDIM grid: c = T // S, timesteps {0, c, 2c, ...} + 1, in descending (sampling) order.
 
     For S = 50 that is 981, 961, ..., 1 (diffusers "leading" spacing with steps_offset=1).
-    Returns a ``[S]`` long tensor.
+    Returns a ``[S]`` long tensor. The +1 offset leaves room for at most T - 1 steps.
     """
-    if not 1 <= num_steps <= num_train_steps:
-        raise ValueError(f"num_steps must be in [1, {num_train_steps}], got {num_steps}")
+    if not 1 <= num_steps < num_train_steps:
+        raise ValueError(f"num_steps must be in [1, {num_train_steps - 1}], got {num_steps}")
     c = num_train_steps // num_steps
     return (torch.arange(num_steps, dtype=torch.long) * c + 1).flip(0)  # [S]
 

@@ -60,7 +60,7 @@ def conditioning_inputs(context: Any, context2: Any, mix: float, batch: int) -> 
       params={
           "output": Param("Enum", "image", choices=("image", "text"), doc="Modality to generate."),
           "seed": Param("Seed", 0, doc="Noise seed."),
-          "steps": Param("Int", 50, min=1, max=1000, doc="Sampling steps (VD: 50 DDIM)."),
+          "steps": Param("Int", 50, min=1, max=999, doc="Sampling steps (VD: 50 DDIM)."),
           "guidance": Param("Float", 7.5, min=0.0, max=30.0, step=0.5,
                             doc="Classifier-free guidance scale (VD: 7.5; 1 = no guidance)."),
           "sampler": Param("Enum", "ddim", choices=("ddim", "dpmpp_2m"),

@@ -1,0 +1,175 @@
+"""Edit actions as a user asks for them, turned into checked undo commands.
+
+View items, panels and menu actions call an ``Editor``; it checks the request
+(a link must type-check, a value must fit its param), builds the command(s),
+pushes them on the undo stack, and says why when it refuses. Copy and paste
+serialise nodes to the graph file's own node format. Nothing here draws.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from PySide6.QtCore import QMimeData, QObject, Signal
+from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import QApplication
+
+from vdnodes.core.graph import Link, NodeSpec
+
+from vdnodes_gui.commands import (
+    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, SetParamCmd,
+)
+from vdnodes_gui.document import GraphDocument, Pos
+
+CLIPBOARD_MIME = "application/x-vdnodes-nodes"
+PASTE_OFFSET = 40.0
+
+
+class Editor(QObject):
+    """Checked edit requests for one document and its undo stack."""
+
+    refused = Signal(str)  # why a request was refused, for the status bar / tooltip
+
+    def __init__(self, doc: GraphDocument, undo: QUndoStack) -> None:
+        super().__init__()
+        self.doc = doc
+        self.undo = undo
+        self._gesture = 0
+        self._pastes = 0
+
+    # -- nodes ------------------------------------------------------------------
+    def add_node(self, node_type: str, pos: Pos) -> str:
+        """Add a node of ``node_type`` with default params; returns its new id."""
+        decl = self.doc.registry.get(node_type)
+        nid = self.doc.new_id(node_type.split(".")[-1])
+        spec = NodeSpec(node_type, decl.version, decl.default_params())
+        self.undo.push(AddNodeCmd(self.doc, nid, spec, pos))
+        return nid
+
+    def remove(self, nids: list[str]) -> None:
+        nids = [n for n in nids if n in self.doc.graph.nodes]
+        if nids:
+            self.undo.push(RemoveNodesCmd(self.doc, nids))
+
+    def new_gesture(self) -> int:
+        """A token grouping the moves of one drag into one undo step."""
+        self._gesture += 1
+        return self._gesture
+
+    def move(self, positions: dict[str, Pos], gesture: int) -> None:
+        if any(self.doc.pos(n) != (round(p[0]), round(p[1])) for n, p in positions.items()):
+            self.undo.push(MoveNodesCmd(self.doc, positions, gesture))
+
+    # -- links ------------------------------------------------------------------
+    def connect(self, src: str, output: str, dst: str, name: str) -> str | None:
+        """Link ``src.output -> dst.name``; returns the reason when refused (and emits ``refused``)."""
+        why = self.doc.link_problem(src, output, dst, name)
+        if why:
+            self.refused.emit(why)
+            return why
+        if self.doc.link(dst, name) != Link(src, output):
+            self.undo.push(ConnectCmd(self.doc, src, output, dst, name))
+        return None
+
+    def disconnect(self, dst: str, name: str) -> None:
+        if self.doc.link(dst, name) is not None:
+            self.undo.push(DisconnectCmd(self.doc, dst, name))
+
+    def move_link(self, old: tuple[str, str], src: str, output: str, dst: str, name: str) -> str | None:
+        """Drag an existing link's end from input ``old`` onto ``dst.name`` (one undo step)."""
+        if old == (dst, name):
+            return self.connect(src, output, dst, name)
+        why = self.doc.link_problem(src, output, dst, name)
+        if why:
+            self.refused.emit(why)
+            return why
+        self.undo.beginMacro(f"Move link {src}.{output} -> {dst}.{name}")
+        self.undo.push(DisconnectCmd(self.doc, *old))
+        self.undo.push(ConnectCmd(self.doc, src, output, dst, name))
+        self.undo.endMacro()
+        return None
+
+    # -- params -----------------------------------------------------------------
+    def set_param(self, nid: str, name: str, value: Any, *, merge: bool = False) -> str | None:
+        """Set a param if the value fits its declaration; returns the reason when refused."""
+        p = self.doc.decl(nid).params[name]
+        value = p.coerce(value)
+        why = p.problem(value)
+        if why:
+            why = f"{nid}.{name}: {why}"
+            self.refused.emit(why)
+            return why
+        if self.doc.graph.nodes[nid].params.get(name) != value:
+            self.undo.push(SetParamCmd(self.doc, nid, name, value, merge=merge))
+        return None
+
+    # -- clipboard ----------------------------------------------------------------
+    def copy_nodes(self, nids: list[str]) -> dict[str, Any]:
+        """Nodes, their positions and the links among them, as graph-file dicts."""
+        chosen = [n for n in nids if n in self.doc.graph.nodes]
+        nodes = {}
+        for nid in chosen:
+            spec = self.doc.graph.nodes[nid]
+            nodes[nid] = {"type": spec.type, "version": spec.version, "params": copy.deepcopy(spec.params),
+                          "inputs": {k: [v.node, v.output] for k, v in spec.inputs.items()
+                                     if v.node in chosen},
+                          "pos": list(self.doc.pos(nid))}
+        return {"format": "vdnodes.clipboard", "nodes": nodes}
+
+    def paste_nodes(self, data: dict[str, Any], offset: Pos | None = None) -> list[str]:
+        """Add copies with fresh ids, shifted by ``offset``; links among them follow. One undo step."""
+        nodes = {k: v for k, v in data.get("nodes", {}).items() if v.get("type") in self.doc.registry}
+        if not nodes:
+            return []
+        if offset is None:
+            self._pastes += 1
+            offset = (PASTE_OFFSET * self._pastes, PASTE_OFFSET * self._pastes)
+        self.undo.beginMacro(f"Paste {len(nodes)} node{'s' if len(nodes) != 1 else ''}")
+        new_ids: dict[str, str] = {}
+        for old, raw in nodes.items():
+            decl = self.doc.registry.get(raw["type"])
+            params = decl.default_params()
+            params.update({k: v for k, v in raw.get("params", {}).items() if k in decl.params})
+            nid = self.doc.new_id(old)
+            x, y = raw.get("pos", (0, 0))
+            self.undo.push(AddNodeCmd(self.doc, nid, NodeSpec(raw["type"], decl.version, params),
+                                      (x + offset[0], y + offset[1])))
+            new_ids[old] = nid
+        for old, raw in nodes.items():
+            for name, (src, output) in raw.get("inputs", {}).items():
+                if src in new_ids and not self.doc.link_problem(new_ids[src], output, new_ids[old], name):
+                    self.undo.push(ConnectCmd(self.doc, new_ids[src], output, new_ids[old], name))
+        self.undo.endMacro()
+        return list(new_ids.values())
+
+    def copy_to_clipboard(self, nids: list[str]) -> int:
+        data = self.copy_nodes(nids)
+        if not data["nodes"]:
+            return 0
+        mime = QMimeData()
+        text = json.dumps(data, indent=2, sort_keys=True)
+        mime.setData(CLIPBOARD_MIME, text.encode("utf-8"))
+        mime.setText(text)
+        QApplication.clipboard().setMimeData(mime)
+        self._pastes = 0
+        return len(data["nodes"])
+
+    def paste_from_clipboard(self) -> list[str]:
+        mime = QApplication.clipboard().mimeData()
+        if mime is None:
+            return []
+        if mime.hasFormat(CLIPBOARD_MIME):
+            text = bytes(mime.data(CLIPBOARD_MIME)).decode("utf-8")
+        elif mime.hasText():
+            text = mime.text()
+        else:
+            return []
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return []
+        if not isinstance(data, dict) or data.get("format") != "vdnodes.clipboard":
+            return []
+        return self.paste_nodes(data)

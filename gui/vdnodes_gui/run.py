@@ -1,0 +1,164 @@
+"""Runs the shared executor in a worker thread and turns its events into Qt signals.
+
+One ``Runner`` per window owns one ``Executor`` (so its cache survives between
+runs: a re-run after an edit recomputes only the stale nodes). Each run gets a
+copy of the graph and a fresh ``CancelToken``. Event previews (latent tensors)
+are converted to ``QImage`` in the worker; after the run the worker also
+collects what the viewers show (image and text outputs) from the cache.
+Not here: widgets, node state bookkeeping (the window does that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtGui import QImage
+
+from vdnodes.core import events as ev
+from vdnodes.core.executor import CancelToken, Executor, RunResult
+from vdnodes.core.graph import Graph
+from vdnodes.core.keys import output_key
+
+from vdnodes_gui.images import image_tensor_to_qimages, is_image_batch, is_latent_batch, latent_preview
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    node_id: str
+    caption: str
+    image: QImage
+
+
+@dataclass(frozen=True)
+class TextOutput:
+    node_id: str
+    caption: str
+    text: str
+
+
+@dataclass
+class RunOutputs:
+    """What the viewers show after a run, and the thumbnail each node card gets."""
+
+    images: list[ImageOutput] = field(default_factory=list)
+    texts: list[TextOutput] = field(default_factory=list)
+    previews: dict[str, QImage] = field(default_factory=dict)
+
+
+def to_preview(value: Any) -> QImage | None:
+    """A progress preview: an image batch as is, a latent by its first three channels."""
+    try:
+        if is_image_batch(value):
+            return image_tensor_to_qimages(value[:1])[0]
+        if is_latent_batch(value):
+            return latent_preview(value)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return None
+
+
+def collect_outputs(executor: Executor, graph: Graph, result: RunResult) -> RunOutputs:
+    """Image and text outputs of every node the run touched, read back from the cache.
+
+    An image that only feeds ``vd.save_image`` is shown as the saved file instead (with its name).
+    """
+    out = RunOutputs()
+    touched = [n for n in result.keys if n in set(result.executed) | set(result.cached)]
+    for nid in touched:
+        spec = graph.nodes[nid]
+        decl = executor.registry.get(spec.type)
+        for name, sock in decl.outputs.items():
+            value = executor.cache.get(output_key(result.keys[nid], name))
+            if value is None:
+                continue
+            if decl.id == "vd.save_image":
+                for path in value:
+                    image = QImage(str(path))
+                    if not image.isNull():
+                        out.images.append(ImageOutput(nid, Path(path).name, image))
+                continue
+            kind = sock.socket_type.name
+            if kind == "Image" and decl.category != "input" and is_image_batch(value):
+                images = image_tensor_to_qimages(value)
+                if images:
+                    out.previews[nid] = images[0]
+                consumers = {graph.nodes[c].type for c, _, link in graph.consumers(nid) if link.output == name}
+                if consumers != {"vd.save_image"}:
+                    for i, image in enumerate(images):
+                        out.images.append(ImageOutput(nid, f"{nid}.{name}[{i}]", image))
+            elif kind == "Text" and decl.category != "input":
+                out.texts.append(TextOutput(nid, f"{nid}.{name}", "\n".join(value)))
+    return out
+
+
+class _RunThread(QThread):
+    """One run: ``run`` executes the graph in this thread, then the thread ends (no event loop)."""
+
+    event = Signal(object)
+    done = Signal(object, object)  # RunResult or None, RunOutputs or the internal error
+
+    def __init__(self, executor: Executor, graph: Graph, cancel: CancelToken, targets: list[str] | None) -> None:
+        super().__init__()
+        self.executor, self.graph, self.cancel, self.targets = executor, graph, cancel, targets
+
+    def run(self) -> None:
+        try:
+            result = self.executor.run(self.graph, targets=self.targets, on_event=self._on_event,
+                                       cancel=self.cancel, raise_errors=False)
+            self.done.emit(result, collect_outputs(self.executor, self.graph, result))
+        except Exception as e:  # a bug outside any node; nodes' own errors come back in the result
+            self.done.emit(None, e)
+
+    def _on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.NodeProgress) and event.preview is not None:
+            event = dataclasses.replace(event, preview=to_preview(event.preview))
+        self.event.emit(event)
+
+
+class Runner(QObject):
+    """Starts and cancels runs of one executor; one run at a time."""
+
+    started = Signal()
+    event = Signal(object)  # vdnodes.core.events.Event (previews as QImage)
+    finished = Signal(object, object)  # RunResult | None, RunOutputs | Exception
+
+    def __init__(self, executor: Executor) -> None:
+        super().__init__()
+        self.executor = executor
+        self.cancel_token: CancelToken | None = None
+        self._thread: _RunThread | None = None
+
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def start(self, graph: Graph, targets: list[str] | None = None) -> bool:
+        """Run a copy of ``graph``; False when a run is already going."""
+        if self.is_running():
+            return False
+        self.cancel_token = CancelToken()
+        # The thread object lives in the GUI thread, so its signals reach us queued.
+        self._thread = _RunThread(self.executor, graph.copy(), self.cancel_token, targets)
+        self._thread.event.connect(self.event)
+        self._thread.done.connect(self._on_done)
+        self._thread.start()
+        self.started.emit()
+        return True
+
+    def cancel(self) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+
+    def wait(self, ms: int = 30000) -> bool:
+        """Block until the current run's thread ends (used when closing)."""
+        return self._thread.wait(ms) if self._thread is not None else True
+
+    @Slot(object, object)
+    def _on_done(self, result: RunResult | None, outputs: Any) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.wait()  # run() is returning; join it before the next run may start
+        self.finished.emit(result, outputs)

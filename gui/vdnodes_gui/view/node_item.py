@@ -1,0 +1,349 @@
+"""A node card and its sockets, drawn from the document.
+
+``NodeItem`` paints what ``GraphDocument`` says about one node: a header in
+its category colour with title, id and run-state badge, a progress bar, one
+row per input/output socket, a short summary of its params, a preview area
+(sampler previews, output images) and the error of a failed run. It never
+writes the document; the scene turns mouse gestures into editor requests.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFontMetricsF, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+from vdnodes.core.node import NodeDecl, Param
+
+from vdnodes_gui import theme
+from vdnodes_gui.document import GraphDocument, NodeState
+
+WIDTH = 224.0
+HEADER = 42.0
+ROW = 22.0
+PARAM_ROW = 18.0
+PAD = 10.0
+CORNER = 7.0
+PREVIEW_H = 120.0
+MAX_PARAMS = 4
+SOCKET_R = 5.5
+
+
+def has_preview(decl: NodeDecl, params: dict) -> bool:
+    """Nodes that show a picture on their card: an image sampler and image-producing steps."""
+    if decl.id == "vd.denoise":
+        return params.get("output") == "image"
+    return decl.category != "input" and any(o.socket_type.name == "Image" for o in decl.outputs.values())
+
+
+def summary_params(decl: NodeDecl, params: dict, limit: int = MAX_PARAMS) -> list[str]:
+    """Params worth a line on the card: changed ones first, in declaration order, at most ``limit``."""
+    names = list(decl.params)
+    ranked = sorted(names, key=lambda n: (params.get(n) == decl.params[n].default, names.index(n)))
+    chosen = [n for n in ranked if params.get(n) not in ("", None)][:limit]
+    return sorted(chosen, key=names.index)
+
+
+def format_value(p: Param, value: object) -> str:
+    if p.type == "Bool":
+        return "on" if value else "off"
+    if p.type == "Float":
+        return f"{value:g}"
+    if p.type in ("String",) and p.widget == "multiline":
+        return f"\u201c{' '.join(str(value).split())}\u201d"
+    if p.type == "Path":
+        return str(value).replace("\\", "/").rsplit("/", 1)[-1]
+    return str(value)
+
+
+class SocketItem(QGraphicsItem):
+    """One input (left edge) or output (right edge) socket; coloured by its type."""
+
+    def __init__(self, parent: "NodeItem", name: str, is_input: bool) -> None:
+        super().__init__(parent)
+        self.node_id = parent.node_id
+        self.name = name
+        self.is_input = is_input
+        self.color = QColor(theme.TEXT_DIM)
+        self.hollow = False
+        self.hint: bool | None = None  # during a link drag: True fits, False does not
+        self._hover = False
+        self.setAcceptHoverEvents(True)
+        self.setZValue(2)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-9, -9, 18, 18)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setRenderHint(QPainter.Antialiasing)
+        r = SOCKET_R + (1.5 if self._hover or self.hint else 0)
+        color = QColor(self.color)
+        if self.hint is False:
+            color.setAlphaF(0.25)
+        if self.hint:
+            glow = QColor(self.color)
+            glow.setAlphaF(0.35)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(glow)
+            painter.drawEllipse(QPointF(0, 0), r + 4, r + 4)
+        painter.setPen(QPen(color.darker(170), 1.5))
+        painter.setBrush(QBrush(QColor(theme.NODE_BODY)) if self.hollow else QBrush(color))
+        painter.drawEllipse(QPointF(0, 0), r, r)
+        if self.hollow:
+            painter.setPen(QPen(color, 2))
+            painter.setBrush(Qt.NoBrush)
+            painter.drawEllipse(QPointF(0, 0), r - 1, r - 1)
+
+    def hoverEnterEvent(self, event) -> None:
+        self._hover = True
+        self.update()
+
+    def hoverLeaveEvent(self, event) -> None:
+        self._hover = False
+        self.update()
+
+    def set_hint(self, hint: bool | None) -> None:
+        if hint != self.hint:
+            self.hint = hint
+            self.update()
+
+
+class NodeItem(QGraphicsItem):
+    """One node card. ``refresh()`` re-reads the document; the scene calls it on every change."""
+
+    def __init__(self, doc: GraphDocument, nid: str) -> None:
+        super().__init__()
+        self.doc = doc
+        self.node_id = nid
+        self.decl = doc.decl(nid)
+        self.setFlag(QGraphicsItem.ItemIsSelectable)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(1)
+        self.inputs = {name: SocketItem(self, name, True) for name in self.decl.inputs}
+        self.outputs = {name: SocketItem(self, name, False) for name in self.decl.outputs}
+        self._height = HEADER
+        self._params: list[str] = []
+        self._error_lines: list[str] = []
+        self._title_font = theme.ui_font(10.5, bold=True)
+        self._small_font = theme.ui_font(8.2)
+        self._row_font = theme.ui_font(9.2)
+        self.refresh()
+
+    # -- layout ---------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read params, links and run status; recompute the card's height and sockets."""
+        spec = self.doc.graph.nodes[self.node_id]
+        status = self.doc.status.get(self.node_id)
+        self.prepareGeometryChange()
+        rows = max(len(self.inputs), len(self.outputs))
+        y = HEADER + 6
+        for i, (name, sock) in enumerate(self.inputs.items()):
+            sock.setPos(0, y + i * ROW + ROW / 2)
+            sock.color = self._type_color(self.decl.inputs[name].socket_type.name)
+            sock.hollow = self.decl.inputs[name].optional and name not in spec.inputs
+            sock.setToolTip(self._socket_tip(name, True))
+        for i, (name, sock) in enumerate(self.outputs.items()):
+            sock.setPos(WIDTH, y + i * ROW + ROW / 2)
+            sock.color = self._type_color(self.doc.output_type(self.node_id, name).name)
+            sock.setToolTip(self._socket_tip(name, False))
+        y += rows * ROW
+        self._params = summary_params(self.decl, spec.params)
+        if self._params:
+            y += 6 + len(self._params) * PARAM_ROW
+        self._preview_top = y + 8 if has_preview(self.decl, spec.params) else None
+        if self._preview_top is not None:
+            y = self._preview_top + PREVIEW_H
+        self._error_lines = self._wrap(status.error, 3) if status and status.error else []
+        self._error_top = y + 8
+        if self._error_lines:
+            y = self._error_top + 8 + len(self._error_lines) * 14
+        self._height = y + PAD
+        tip = f"<b>{self.decl.display_name}</b> <span style='color:{theme.TEXT_DIM}'>{self.decl.id} " \
+              f"{self.decl.version}</span><br>{self.decl.doc}"
+        if status and status.error:
+            tip += f"<br><br><span style='color:{theme.ERROR}'>{status.error}</span>"
+        self.setToolTip(tip)
+        self.update()
+        for sock in (*self.inputs.values(), *self.outputs.values()):
+            sock.update()
+
+    def _type_color(self, type_name: str) -> QColor:
+        d = self.doc.registry.types.defs.get(type_name)
+        return QColor(d.color if d else theme.TEXT_DIM)
+
+    def _socket_tip(self, name: str, is_input: bool) -> str:
+        if is_input:
+            sock = self.decl.inputs[name]
+            kind = f"{sock.type}{' (optional)' if sock.optional else ''}"
+        else:
+            sock = self.decl.outputs[name]
+            kind = str(self.doc.output_type(self.node_id, name))
+        type_doc = self.doc.registry.types.defs.get(sock.socket_type.name)
+        lines = [f"<b>{name}</b> : {kind}", sock.doc, type_doc.doc if type_doc else ""]
+        return "<br>".join(x for x in lines if x)
+
+    def _wrap(self, text: str, max_lines: int) -> list[str]:
+        fm = QFontMetricsF(self._small_font)
+        words, lines, line = text.split(), [], ""
+        for w in words:
+            trial = f"{line} {w}".strip()
+            if fm.horizontalAdvance(trial) > WIDTH - 2 * PAD - 8 and line:
+                lines.append(line)
+                line = w
+            else:
+                line = trial
+        if line:
+            lines.append(line)
+        if len(lines) > max_lines:
+            lines = lines[:max_lines]
+            lines[-1] = fm.elidedText(lines[-1] + " ...", Qt.ElideRight, WIDTH - 2 * PAD - 8)
+        return lines
+
+    def height(self) -> float:
+        return self._height
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-4, -4, WIDTH + 8, self._height + 8)
+
+    def shape(self) -> QPainterPath:
+        path = QPainterPath()
+        path.addRoundedRect(QRectF(0, 0, WIDTH, self._height), CORNER, CORNER)
+        return path
+
+    def socket_pos(self, name: str, is_input: bool) -> QPointF:
+        sock = (self.inputs if is_input else self.outputs)[name]
+        return self.mapToScene(sock.pos())
+
+    # -- painting -------------------------------------------------------------------
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.TextAntialiasing)
+        status = self.doc.status.get(self.node_id)
+        state = status.state if status else NodeState.IDLE
+        spec = self.doc.graph.nodes[self.node_id]
+        body = QRectF(0, 0, WIDTH, self._height)
+        # 1. shadow, body and header
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 90))
+        painter.drawRoundedRect(body.translated(0, 3), CORNER, CORNER)
+        painter.setBrush(QColor(theme.NODE_BODY))
+        painter.drawRoundedRect(body, CORNER, CORNER)
+        header = QPainterPath()
+        header.addRoundedRect(QRectF(0, 0, WIDTH, HEADER), CORNER, CORNER)
+        square = QPainterPath()
+        square.addRect(QRectF(0, HEADER - CORNER, WIDTH, CORNER))
+        painter.setBrush(theme.category_color(self.decl.category))
+        painter.drawPath(header.united(square))
+        # 2. title; id and state badge on the second line
+        painter.setFont(self._title_font)
+        painter.setPen(QColor(theme.TEXT))
+        title = QFontMetricsF(self._title_font).elidedText(self.decl.display_name, Qt.ElideRight, WIDTH - 2 * PAD)
+        painter.drawText(QRectF(PAD, 5, WIDTH - 2 * PAD, 18), Qt.AlignLeft | Qt.AlignVCenter, title)
+        badge = self._badge(state, status)
+        badge_w = QFontMetricsF(self._small_font).horizontalAdvance(badge) + 12 if badge else 0
+        painter.setFont(self._small_font)
+        painter.setPen(QColor(255, 255, 255, 160))
+        painter.drawText(QRectF(PAD, 23, WIDTH - 2 * PAD - badge_w - 4, 14), Qt.AlignLeft | Qt.AlignVCenter,
+                         self.node_id)
+        if badge:
+            rect = QRectF(WIDTH - PAD - badge_w + 4, 23, badge_w, 14)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(QColor(0, 0, 0, 120))
+            painter.drawRoundedRect(rect, 7, 7)
+            painter.setPen(QColor(theme.STATE_COLORS[state.value]))
+            painter.drawText(rect, Qt.AlignCenter, badge)
+        # 3. progress bar along the header's bottom edge
+        if state in (NodeState.RUNNING, NodeState.QUEUED):
+            track = QRectF(0, HEADER - 3, WIDTH, 3)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(QColor(0, 0, 0, 120))
+            painter.drawRect(track)
+            if state is NodeState.RUNNING:
+                painter.setBrush(QColor(theme.ACCENT))
+                painter.drawRect(QRectF(0, HEADER - 3, WIDTH * max(0.02, status.progress), 3))
+        # 4. socket rows
+        painter.setFont(self._row_font)
+        y = HEADER + 6
+        for i, name in enumerate(self.inputs):
+            linked = name in spec.inputs
+            painter.setPen(QColor(theme.TEXT if linked else theme.TEXT_DIM))
+            painter.drawText(QRectF(PAD + 4, y + i * ROW, WIDTH / 2, ROW), Qt.AlignLeft | Qt.AlignVCenter, name)
+        for i, name in enumerate(self.outputs):
+            painter.setPen(QColor(theme.TEXT))
+            painter.drawText(QRectF(WIDTH / 2 - PAD - 4, y + i * ROW, WIDTH / 2, ROW),
+                             Qt.AlignRight | Qt.AlignVCenter, name)
+        y += max(len(self.inputs), len(self.outputs)) * ROW
+        # 5. param summary
+        if self._params:
+            painter.setPen(QPen(QColor(theme.NODE_BORDER), 1))
+            painter.drawLine(QPointF(PAD, y + 3), QPointF(WIDTH - PAD, y + 3))
+            y += 6
+            fm = QFontMetricsF(self._row_font)
+            for name in self._params:
+                painter.setPen(QColor(theme.TEXT_FAINT))
+                painter.drawText(QRectF(PAD, y, WIDTH, PARAM_ROW), Qt.AlignLeft | Qt.AlignVCenter, name)
+                name_w = fm.horizontalAdvance(name) + 14
+                text = fm.elidedText(format_value(self.decl.params[name], spec.params.get(name)),
+                                     Qt.ElideRight, WIDTH - 2 * PAD - name_w)
+                painter.setPen(QColor(theme.TEXT_DIM))
+                painter.drawText(QRectF(PAD + name_w, y, WIDTH - 2 * PAD - name_w, PARAM_ROW),
+                                 Qt.AlignRight | Qt.AlignVCenter, text)
+                y += PARAM_ROW
+        # 6. preview
+        if self._preview_top is not None:
+            self._paint_preview(painter, status)
+        # 7. error
+        if self._error_lines:
+            box = QRectF(PAD, self._error_top, WIDTH - 2 * PAD, 8 + len(self._error_lines) * 14)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(QColor(120, 30, 30, 120))
+            painter.drawRoundedRect(box, 4, 4)
+            painter.setFont(self._small_font)
+            painter.setPen(QColor("#ffb3ad"))
+            for i, line in enumerate(self._error_lines):
+                painter.drawText(QRectF(box.x() + 4, box.y() + 4 + i * 14, box.width() - 8, 14),
+                                 Qt.AlignLeft | Qt.AlignVCenter, line)
+        # 8. outline: selection wins, then failure, then running
+        if self.isSelected():
+            pen = QPen(QColor(theme.SELECTED), 2)
+        elif state is NodeState.FAILED:
+            pen = QPen(QColor(theme.ERROR), 1.6)
+        elif state is NodeState.RUNNING:
+            pen = QPen(QColor(theme.ACCENT), 1.6)
+        else:
+            pen = QPen(QColor(theme.NODE_BORDER), 1)
+        painter.setPen(pen)
+        painter.setBrush(Qt.NoBrush)
+        painter.drawRoundedRect(body, CORNER, CORNER)
+
+    def _paint_preview(self, painter: QPainter, status) -> None:
+        area = QRectF(PAD, self._preview_top, WIDTH - 2 * PAD, PREVIEW_H)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(QColor(theme.FIELD))
+        painter.drawRoundedRect(area, 4, 4)
+        image = status.preview if status else None
+        if image is None or image.isNull():
+            painter.setFont(self._small_font)
+            painter.setPen(QColor(theme.TEXT_FAINT))
+            painter.drawText(area, Qt.AlignCenter, "preview")
+            return
+        scale = min(area.width() / image.width(), area.height() / image.height())
+        w, h = image.width() * scale, image.height() * scale
+        target = QRectF(area.center().x() - w / 2, area.center().y() - h / 2, w, h)
+        painter.setRenderHint(QPainter.SmoothPixmapTransform, scale < 4)
+        painter.drawImage(target, image)
+
+    @staticmethod
+    def _badge(state: NodeState, status) -> str:
+        if state is NodeState.IDLE:
+            return ""
+        if state is NodeState.RUNNING:
+            return f"running {round(100 * status.progress)}%"
+        if state is NodeState.DONE and status.seconds is not None:
+            return f"done {status.seconds:.1f}s"
+        return state.value
+
+    def itemChange(self, change: QGraphicsItem.GraphicsItemChange, value):
+        if change == QGraphicsItem.ItemSelectedHasChanged:
+            self.update()
+        return super().itemChange(change, value)
