@@ -24,6 +24,7 @@ needs (flow-aware loading: time + image data + text context) against the whole U
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -158,6 +159,7 @@ def memory_child(model: str, case: str) -> None:
         print(json.dumps({"peak_mib": peak_rss_growth_mib(fn)}))
 
 
+@functools.lru_cache(maxsize=None)  # once per (model, case), whatever the thread count
 def child_peak_mib(model: str, case: str) -> float | None:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # fixed threshold: freed tensors are unmapped
     cmd = [sys.executable, __file__, "--memory-child", model, case]
@@ -174,7 +176,8 @@ def run_device(ref: nn.Module, ours: UNet, device: str, dtype: torch.dtype, repe
             diff = (fns["ours"]() - fns["diffusers"]()).abs().max().item()
             times = time_pair(fns, repeats, cuda)
             mem = {k: cuda_peak_mib(fn) if cuda else child_peak_mib(k, label) for k, fn in fns.items()}
-        row = {"case": label, "device": device, "dtype": str(dtype).removeprefix("torch."), "max_abs_diff": diff}
+        row = {"case": label, "device": device, "dtype": str(dtype).removeprefix("torch."),
+               "threads": torch.get_num_threads() if not cuda else None, "max_abs_diff": diff}
         for k in fns:
             row[k] = {**{m: round(v, 4) for m, v in times[k].items()},
                       "peak_mem_mib": None if mem[k] is None else round(mem[k], 1)}
@@ -184,7 +187,8 @@ def run_device(ref: nn.Module, ours: UNet, device: str, dtype: torch.dtype, repe
         if mem["ours"] is not None and mem["diffusers"]:
             row["ratio_mem"] = round(mem["ours"] / mem["diffusers"], 3)
         rows.append(row)
-        print(f"{device} {row['dtype']:8s} {label:14s} diffusers {times['diffusers']['wall_s']:7.3f}s  "
+        threads = f"{row['threads']}t" if row["threads"] else ""
+        print(f"{device} {row['dtype']:8s} {threads:>3} {label:14s} diffusers {times['diffusers']['wall_s']:7.3f}s  "
               f"ours {times['ours']['wall_s']:7.3f}s  wall x{row['ratio_wall']:.3f}"
               + (f"  cpu x{row['ratio_cpu']:.3f}" if not cuda else "")
               + f"  | peak MiB diffusers {row['diffusers']['peak_mem_mib']}  ours {row['ours']['peak_mem_mib']}"
@@ -226,19 +230,24 @@ def weights_report() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", default="", help="CPU thread counts to run, e.g. 2,1 (default: torch's)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "unet_step.json"))
     ap.add_argument("--memory-child", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
         return memory_child(*args.memory_child)
 
+    default_threads = torch.get_num_threads()
     t0 = time.perf_counter()
     ref, ours = build_models()
     setup_s = time.perf_counter() - t0
     print(f"built both UNets in {setup_s:.1f}s ({count_parameters(ours):,} params, shared); "
           f"torch threads {torch.get_num_threads()}", flush=True)
 
-    results = run_device(ref, ours, "cpu", torch.float32, args.repeats)
+    results = []
+    for threads in [int(n) for n in args.threads.split(",") if n] or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)  # memory is measured once per case, with the default threads
+        results += run_device(ref, ours, "cpu", torch.float32, args.repeats)
     if torch.cuda.is_available():
         ref.half().cuda()
         ours.half().cuda()  # .half() gives each model its own copy again
@@ -256,7 +265,7 @@ def main() -> None:
         "env": {
             "torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
+            "torch_default_threads": default_threads,
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "setup_s": round(setup_s, 1),
         },

@@ -74,14 +74,13 @@ def test_flow_aware_build_has_only_the_groups_asked_for():
 
 
 def test_full_size_shapes_on_meta():
-    """All four routings run at full size on meta; text features are [B, C, 4, 1] (section 2.2)."""
+    """The cross routings run at full size on meta; text features are [B, C, 4, 1] (section 2.2)."""
     with torch.device("meta"):
         unet = UNet(UNetConfig())
         img, txt = torch.empty(2, 4, 64, 64), torch.empty(2, 768)
         c_img, c_txt = ContextInput(torch.empty(2, 257, 768), "image"), ContextInput(torch.empty(2, 77, 768), "text")
-        for x, xtype in ((img, "image"), (txt, "text")):
-            for c in (c_img, c_txt):
-                assert unet(x, torch.empty(2), xtype, [c]).shape == x.shape
+        assert unet(img, torch.empty(2), "image", [c_txt]).shape == img.shape  # t2i
+        assert unet(txt, torch.empty(2), "text", [c_img]).shape == txt.shape  # i2t
         # The text data blocks keep 4 positions at every level.
         h = unet.data.text.blocks[0](txt, None)
         assert h.shape == (2, 320, 4, 1)
