@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     g2p.add_argument("png")
     g2p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    train = sub.add_parser("train-nano", add_help=False,
+                           help="train the embedded vd-nano model (see 'vdnodes train-nano --help')")
+
     gui = sub.add_parser("gui", help="open the desktop canvas (needs: pip install 'vdnodes[gui]')")
     gui.add_argument("graph", nargs="?", default=None, help="graph to open: .json, or a .png saved by vdnodes")
     gui.add_argument("--out", default="out", metavar="DIR", help="folder for saved outputs (default: out)")
@@ -65,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never hang on a model hub lookup
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-nano"]:  # its own parser owns every option, --help included
+        from vdnodes.nano.train import main as train_main
+
+        return train_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()

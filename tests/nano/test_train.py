@@ -1,0 +1,266 @@
+"""vd-nano: its config and tokenizers, and a shortened run of the training pipeline.
+
+The pipeline tests train a narrower model than vd-nano (same structure and vocabularies,
+smaller widths) for a few dozen steps per stage, once straight through and once interrupted
+and resumed, and check what a user relies on: every loss falls, a resumed run gives exactly
+the weights of an uninterrupted one, and the file loads and runs every flow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vdnodes.model import sampling
+from vdnodes.model import vd as vdm
+from vdnodes.model.clip import clip_text_config, clip_vision_config
+from vdnodes.model.conditioning import ContextInput
+from vdnodes.model.configs import VDConfig, preset
+from vdnodes.model.optimus import OptimusVAE, tiny_optimus_config
+from vdnodes.model.unet import UNetConfig
+from vdnodes.model.vae import VAEConfig
+from vdnodes.nano import scenes as sc
+from vdnodes.nano.config import CLIP_LENGTH, CLIP_VOCAB, OPTIMUS_VOCAB, nano_config
+from vdnodes.nano.tokenizers import build_tokenizers, clip_word_tokenizer, nano_words, tokenizer_info
+from vdnodes.nano.train import (
+    STAGES,
+    Budget,
+    StageBudget,
+    describe,
+    fold_latent_scale,
+    fragment,
+    load_nano,
+    matches,
+    train_nano,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Config and tokenizers
+
+
+def test_nano_preset_has_vd_shape_and_fits_40_mb_in_fp16():
+    config = preset("nano")
+    assert config.name == "nano" and config.unet.num_res_blocks == 2 and len(config.unet.channel_mult) == 4
+    model = vdm.build(config, device="meta")
+    assert len(model.unet.layout.data_slots) == 30 and len(model.unet.layout.context_slots) == 16  # as VD
+    assert set(model.unet.data) == set(model.unet.context) == {"image", "text"}
+    assert model.clip_image.num_tokens == 65
+    assert config.vae.downsample_factor == 4  # 32 px -> 8 x 8 latents
+    assert model.parameter_counts()["total"] * 2 <= 40e6
+
+
+def test_clip_word_tokenizer_wraps_pads_and_truncates_like_clip():
+    tok = clip_word_tokenizer(nano_words(), CLIP_VOCAB, CLIP_LENGTH)
+    bos, eos = CLIP_VOCAB - 2, CLIP_VOCAB - 1
+    ids = tok(["A red circle on a blue background", ""], padding="max_length", max_length=CLIP_LENGTH,
+              truncation=True)["input_ids"]
+    assert ids[0][0] == bos and ids[0][8] == eos and ids[0][9:] == [eos] * (CLIP_LENGTH - 9)
+    assert ids[1] == [bos] + [eos] * (CLIP_LENGTH - 1)
+    assert 0 not in ids[0]  # every caption word is known ([UNK] is 0)
+    long = tok(["red " * 40], truncation=True, max_length=CLIP_LENGTH)["input_ids"][0]
+    assert len(long) == CLIP_LENGTH and long[-1] == eos
+
+
+def test_clip_text_pools_the_first_eos_token():
+    config = nano_config()
+    clip_tok, _ = build_tokenizers(tokenizer_info(config))
+    model = vdm.build(config, ["clip_text"], clip_tokenizer=clip_tok)
+    ids, truncated = model.clip_text.tokenize(["a red circle", "green"])
+    assert truncated == [False, False]
+    out = model.clip_text.model.text_model(input_ids=ids)
+    first_eos = (ids == CLIP_VOCAB - 1).int().argmax(1)
+    torch.testing.assert_close(out.pooler_output, out.last_hidden_state[torch.arange(2), first_eos])
+    assert first_eos.tolist() == [4, 2]
+
+
+def test_optimus_word_tokenizers_cover_every_caption_word():
+    _, (enc, dec) = build_tokenizers(tokenizer_info(nano_config()))
+    assert len(enc) == len(dec) == OPTIMUS_VOCAB
+    _, captions, _ = sc.make_batch(64, seed=1, size=16)
+    for text in captions:
+        assert enc.unk_token_id not in enc(text, add_special_tokens=False)["input_ids"]
+        assert dec.unk_token_id not in dec(text, add_special_tokens=False)["input_ids"]
+
+
+def test_fragments_and_matches_say_which_scenes_a_text_describes():
+    rng = np.random.default_rng(0)
+    scenes = [sc.sample_scene(rng) for _ in range(40)]
+    texts = [describe(s, rng, 0.5) for s in scenes] + [fragment(scenes[0], rng, require=("color",))]
+    ok = matches([c for _, c in texts], scenes)
+    assert ok[:40].diagonal().all()  # a text always describes its own scene
+    assert texts[-1][1]["color"] == scenes[0].color and scenes[0].color in texts[-1][0]
+    for (text, named), row in zip(texts, ok):
+        parsed = sc.parse_caption(text)
+        assert all(parsed[a] == v for a, v in named.items() if a in ("color", "shape", "background"))
+        for s, hit in zip(scenes, row):  # a scene matches iff it has every named attribute
+            assert bool(hit) == all(getattr(s, a) == v for a, v in named.items())
+
+
+def test_fold_latent_scale_changes_mu_but_not_the_decoder_output():
+    config = tiny_optimus_config(OPTIMUS_VOCAB, OPTIMUS_VOCAB, hidden=32, layers=2, latent_dim=16)
+    torch.manual_seed(0)
+    opt = OptimusVAE(config)
+    ids = torch.tensor([[2, 7, 9, 3]])
+    dec_ids = torch.tensor([[config.bos_token_id, 5, 6]])
+    mu = opt.encode_ids(ids)
+    logits, _ = opt.decoder_logits(dec_ids, mu)
+    fold_latent_scale(opt, 3.0)
+    mu3 = opt.encode_ids(ids)
+    torch.testing.assert_close(mu3, 3.0 * mu)
+    torch.testing.assert_close(opt.decoder_logits(dec_ids, mu3)[0], logits, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# A shortened training run
+
+
+def small_config() -> VDConfig:
+    """vd-nano's structure and vocabularies at narrower widths, so the run takes seconds."""
+    base = nano_config()
+    width = 32
+    return VDConfig(
+        unet=dataclasses.replace(base.unet, model_channels=16, heads=2, context_dim=width, text_dim=16),
+        vae=VAEConfig(ch=8, ch_mult=(1, 2, 4), num_res_blocks=1, z_channels=4, embed_dim=4, norm_groups=4,
+                      scale_factor=1.0),
+        clip_text=clip_text_config(
+            vocab_size=CLIP_VOCAB, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
+            num_attention_heads=2, max_position_embeddings=CLIP_LENGTH, projection_dim=width,
+            bos_token_id=CLIP_VOCAB - 2, eos_token_id=CLIP_VOCAB - 1, pad_token_id=CLIP_VOCAB - 1),
+        clip_vision=clip_vision_config(
+            hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=2,
+            image_size=32, patch_size=4, projection_dim=width),
+        optimus=tiny_optimus_config(OPTIMUS_VOCAB, OPTIMUS_VOCAB, hidden=32, layers=1, heads=2, latent_dim=16),
+        name="nano-test",
+    )
+
+
+BUDGET = Budget(
+    "test",
+    vae=StageBudget(steps=30, batch=8, lr=3e-3, warmup=2),
+    clip=StageBudget(steps=30, batch=16, lr=3e-3, warmup=2),
+    optimus=StageBudget(steps=30, batch=16, lr=3e-3, warmup=2),
+    unet=StageBudget(steps=30, batch=8, lr=2e-3, warmup=2),
+    checkpoint_every=15, calibration=16, pool=64, eval_samples=0,
+)
+INTERRUPT_AT = ("unet", 17)  # between two checkpoints
+
+
+def _run(folder, **kwargs):
+    # one thread: the pipeline tests must not depend on how busy a shared machine is
+    return train_nano(folder, budget=BUDGET, seed=3, device="cpu", config=small_config(), progress=False,
+                      threads=1, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("straight")
+    return folder, _run(folder)
+
+
+def _state(folder, stage):
+    return json.loads((folder / "checkpoints" / f"{stage}.json").read_text())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_loss_falls(straight, stage):
+    folder, _ = straight
+    state = _state(folder, stage)
+    losses = state["losses"]
+    assert state["done"] and len(losses) == state["steps"] == BUDGET.stage(stage).steps
+    first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+    assert last < 0.9 * first, f"{stage}: loss went {first:.3f} -> {last:.3f}"
+
+
+def test_stage_results_set_latent_scales(straight):
+    folder, path = straight
+    vae, optimus = _state(folder, "vae")["result"], _state(folder, "optimus")["result"]
+    model = load_nano(path=path, components=["vae_image.encoder", "vae_text.encoder"])
+    assert model.config.vae.scale_factor == pytest.approx(vae["scale_factor"])
+    rng = np.random.default_rng(5)
+    scenes = [sc.sample_scene(rng) for _ in range(64)]
+    images = torch.from_numpy(np.stack([sc.render(s, 32).transpose(2, 0, 1) for s in scenes]) / 255.0).float()
+    with torch.no_grad():
+        z = model.vae_image.encode(images)
+        mu = model.vae_text.encode([s.caption() for s in scenes])
+    # calibrated on other scenes, so about (not exactly) unit RMS
+    assert 0.6 < float(z.square().mean().sqrt()) < 1.6
+    assert 0.6 < float(mu.square().mean().sqrt()) < 1.6
+    assert optimus["latent_scale"] > 0
+
+
+def test_interrupted_run_resumes_to_the_same_weights(straight, tmp_path):
+    _, reference = straight
+    stage_at, step_at = INTERRUPT_AT
+
+    def interrupt(stage, step, metrics):
+        if (stage, step) == (stage_at, step_at):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, on_step=interrupt)
+    state = _state(tmp_path, stage_at)
+    assert not state["done"] and state["step"] == step_at and len(state["losses"]) == step_at
+    assert not (tmp_path / "vd-nano.safetensors").exists()
+
+    seen = []
+    path = _run(tmp_path, on_step=lambda stage, step, m: seen.append((stage, step)))
+    assert seen[0] == (stage_at, step_at + 1)  # finished stages are not redone; the step count continues
+    assert _state(tmp_path, stage_at)["losses"][:step_at] == state["losses"]
+    a, b = load_file(str(reference)), load_file(str(path))
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"resumed weights differ, e.g. {different[:3]}"
+
+
+def test_resume_refuses_other_settings(straight):
+    folder, _ = straight
+    with pytest.raises(ValueError, match="other settings"):
+        train_nano(folder, budget=BUDGET, seed=4, device="cpu", config=small_config(), progress=False, threads=1)
+
+
+def test_saved_file_is_fp16_and_runs_every_flow(straight):
+    _, path = straight
+    assert all(t.dtype == torch.float16 for t in load_file(str(path)).values() if t.is_floating_point())
+    model = load_nano(path=path)
+    assert model.components == frozenset(vdm.COMPONENTS)
+    B, g = 2, torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    scenes = [sc.sample_scene(rng) for _ in range(B)]
+    images = torch.from_numpy(np.stack([sc.render(s, 32).transpose(2, 0, 1) for s in scenes]) / 255.0).float()
+    with torch.no_grad():
+        text = ContextInput(model.clip_text.encode([s.caption() for s in scenes]), "text")
+        empty = ContextInput(model.clip_text.unconditional(B), "text")
+        image = ContextInput(model.clip_image.encode(images), "image")
+        zeros = ContextInput(torch.zeros_like(image.tokens), "image")
+
+        def run(xtype, conds, unconds):
+            shape = (B, 4, 8, 8) if xtype == "image" else (B, model.config.unet.text_dim)
+            x = sampling.initial_noise(shape, g)
+            return sampling.sample("ddim", sampling.cfg_denoiser(model.unet, xtype, conds, unconds, 7.5), x, 2)
+
+        for conds, unconds in (([text], [empty]), ([image], [zeros]),
+                               ([dataclasses.replace(image, weight=0.5), dataclasses.replace(text, weight=0.5)],
+                                [zeros, empty])):
+            out = model.vae_image.decode(run("image", conds, unconds))  # t2i, i2i, dual
+            assert out.shape == (B, 3, 32, 32) and 0 <= float(out.min()) and float(out.max()) <= 1
+        for conds, unconds in (([image], [zeros]), ([text], [empty])):  # i2t, t2t
+            captions = model.vae_text.decode(run("text", conds, unconds), greedy=True, max_tokens=12)
+            assert len(captions) == B and all(isinstance(c, str) for c in captions)
+        assert model.vae_text.encode(["a red circle on a blue background"]).shape == (1, 16)
+
+
+def test_load_nano_explains_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-nano"):
+        load_nano(path=tmp_path / "vd-nano.safetensors")
+
+
+def test_load_nano_loads_only_the_flows_asked_for(straight):
+    _, path = straight
+    model = load_nano(path=path, flows="text_to_image")
+    assert model.vae_text is None and model.clip_image is None and set(model.unet.data) == {"image"}
+    assert model.clip_text.tokenize(["a red circle"])[0][0, 0] == CLIP_VOCAB - 2  # word tokenizer attached

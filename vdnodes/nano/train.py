@@ -1,0 +1,897 @@
+"""Training vd-nano from scratch: image VAE, CLIP, Optimus, then the four-flow UNet.
+
+Read top to bottom:
+- budgets (steps, batch sizes, learning rates per stage; ``"full"`` and ``"smoke"``);
+- text helpers: captions with a random template, *fragments* ("red", "a large circle",
+  "on a blue background") and which scenes a text describes;
+- the four stages. Each is a small class with ``parameters()`` and ``step_loss(step)``:
+  1. ``vae``: the image VAE, L1 + L2 + image-gradient reconstruction + a small KL; at the
+     end the latent scale is measured (1 / RMS of posterior samples) and written into
+     ``VAEConfig.scale_factor``;
+  2. ``clip``: CLIP text and vision towers, symmetric InfoNCE between pooled projections,
+     with soft targets because one text can describe several scenes of a batch;
+  3. ``optimus``: the text VAE on captions and fragments (teacher-forced cross-entropy +
+     beta * KL, beta ramped up). At the end mu is rescaled to unit RMS by folding the scale
+     into the bias-free ``encoder.linear`` (mu half) and the decoder's latent adapters, so
+     the model code needs no scale field and VD's "the latent is mu" stays true;
+  4. ``unet``: all flows in one model, one flow per step from a fixed cycle (t2i, i2i,
+     i2t, t2t and dual-guided), epsilon-prediction MSE on VD's schedule, 10% of contexts
+     replaced by the unconditional one (text: CLIP of ""; image: zeros) for guidance, and
+     an EMA of the weights, which is what ships. The frozen image encoders would cost more
+     than the UNet itself, so a pool of scenes is encoded once (VAE posterior moments, CLIP
+     image tokens) and batches are drawn from it; text is encoded per batch;
+- the loop: deterministic (the data and every random draw of step ``k`` come from
+  ``(seed, stage, k)``), resumable (safetensors weights + ``torch.save``'d optimizer state
+  + a JSON state per stage, written every ``checkpoint_every`` steps, at the end of a stage
+  and on Ctrl-C), tqdm progress;
+- ``evaluate``: a quick self-check of every flow with the rule-based checker;
+- ``train_nano`` (the entry point), ``load_nano`` (the shipped weights) and ``main`` (CLI).
+
+Dual-guided batches teach VD's image + text editing on scenes: the image context comes from
+scene A, the text names another colour (a full caption of some scene of that colour, or a
+fragment), and the target is A recoloured. Every module stays in eval mode (no dropout: the
+data is unlimited, and draws stay deterministic).
+
+What it is not: no model code (``vdnodes.model``), no scene drawing (``scenes.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdnodes.model import checkpoints as ck
+from vdnodes.model import sampling
+from vdnodes.model import vd as vdm
+from vdnodes.model.conditioning import ContextInput
+from vdnodes.model.configs import VDConfig
+from vdnodes.model.vae import DiagonalGaussian
+from vdnodes.nano import scenes as sc
+from vdnodes.nano.config import IMAGE_SIZE, nano_config
+from vdnodes.nano.tokenizers import build_tokenizers, tokenizer_info
+
+WEIGHTS_NAME = "vd-nano.safetensors"
+NANO_WEIGHTS = Path(__file__).resolve().parent / "weights" / WEIGHTS_NAME
+STAGES = ("vae", "clip", "optimus", "unet")
+
+# ---------------------------------------------------------------------------------------------
+# Budgets
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """Optimiser steps, batch size and peak learning rate of one stage (linear warm-up, cosine decay)."""
+
+    steps: int
+    batch: int
+    lr: float
+    warmup: int = 100
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    vae: StageBudget
+    clip: StageBudget
+    optimus: StageBudget
+    unet: StageBudget
+    checkpoint_every: int = 250
+    calibration: int = 512  # samples used to measure the latent scales
+    pool: int = 20_000  # scenes encoded once for the UNet stage (VAE posterior + CLIP image tokens)
+    eval_samples: int = 32  # per flow in ``evaluate`` (0: no evaluation)
+    eval_steps: int = 25  # DDIM steps in ``evaluate``
+
+    def stage(self, name: str) -> StageBudget:
+        return getattr(self, name)
+
+
+BUDGETS: dict[str, Budget] = {
+    # About 85 minutes on 2 idle CPU cores (docs/nano.md has the measured throughput):
+    # VAE 16, CLIP 6, Optimus 2, UNet 60, pool + calibration + evaluation 2.
+    "full": Budget(
+        "full",
+        vae=StageBudget(steps=6000, batch=32, lr=1e-3, warmup=100),
+        clip=StageBudget(steps=1500, batch=128, lr=1e-3, warmup=100),
+        optimus=StageBudget(steps=2000, batch=128, lr=1e-3, warmup=100),
+        unet=StageBudget(steps=10_000, batch=64, lr=6e-4, warmup=300),
+    ),
+    # Seconds: checks the pipeline end to end; the model it makes is not useful.
+    "smoke": Budget(
+        "smoke",
+        vae=StageBudget(steps=20, batch=8, lr=1e-3, warmup=2),
+        clip=StageBudget(steps=20, batch=16, lr=1e-3, warmup=2),
+        optimus=StageBudget(steps=20, batch=16, lr=1e-3, warmup=2),
+        unet=StageBudget(steps=20, batch=8, lr=5e-4, warmup=2),
+        checkpoint_every=10, calibration=32, pool=64, eval_samples=0,
+    ),
+}
+
+
+def learning_rate(budget: StageBudget, step: int) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to 10% of it at the last step."""
+    if step < budget.warmup:
+        return budget.lr * (step + 1) / budget.warmup
+    progress = (step - budget.warmup) / max(1, budget.steps - budget.warmup)
+    return budget.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def step_seed(seed: int, stage: str, step: int) -> int:
+    """The seed of everything random in step ``step`` of ``stage`` (data, noise, dropout of contexts)."""
+    return (seed * 1_000_003 + STAGES.index(stage) * 100_000_007 + step) % (2**62)
+
+
+# ---------------------------------------------------------------------------------------------
+# Texts: captions, fragments, and which scenes a text describes
+
+ATTRIBUTES = ("color", "shape", "texture", "background", "size")
+Constraints = dict[str, str]
+
+
+def caption_constraints(scene: sc.Scene, template: int) -> Constraints:
+    """What a full caption says: colour, shape, background, texture (no word = solid), size if named."""
+    named = {"color": scene.color, "shape": scene.shape, "background": scene.background, "texture": scene.texture}
+    if "{size}" in sc.TEMPLATES[template]:
+        named["size"] = scene.size
+    return named
+
+
+def _articles(text: str) -> str:
+    words = text.split()
+    return " ".join("an" if w == "a" and i + 1 < len(words) and words[i + 1][0] in "aeiou" else w
+                    for i, w in enumerate(words))
+
+
+def fragment(scene: sc.Scene, rng: np.random.Generator, require: Sequence[str] = ()) -> tuple[str, Constraints]:
+    """A partial description of ``scene``: a random subset of its attributes, always with ``require``.
+
+    E.g. "red", "a large striped circle", "a green background", "a blue square on a red background".
+    """
+    keep = {a for a in ATTRIBUTES if rng.random() < 0.5} | set(require)
+    if scene.texture == "solid":
+        keep.discard("texture")  # captions never name "solid"
+    if not keep:
+        keep = {"color" if rng.random() < 0.5 else "shape"}
+    words = [w for a, w in (("size", scene.size), ("texture", sc.TEXTURE_ADJECTIVE[scene.texture]),
+                            ("color", scene.color), ("shape", scene.shape)) if a in keep]
+    text = ("a " if "shape" in keep else "") + " ".join(words)
+    if "background" in keep:
+        text = (text + " on a " if text else "a ") + f"{scene.background} background"
+    return _articles(text), {a: getattr(scene, a) for a in keep}
+
+
+def describe(scene: sc.Scene, rng: np.random.Generator, p_fragment: float) -> tuple[str, Constraints]:
+    """A fragment with probability ``p_fragment``, else the full caption with a random template."""
+    if rng.random() < p_fragment:
+        return fragment(scene, rng)
+    template = int(rng.integers(len(sc.TEMPLATES)))
+    return scene.caption(template), caption_constraints(scene, template)
+
+
+def matches(constraints: Sequence[Constraints], scenes: Sequence[sc.Scene]) -> torch.Tensor:
+    """``[T, S]`` float: 1 where scene s has every attribute text t names."""
+    return torch.tensor([[float(all(getattr(s, a) == v for a, v in c.items())) for s in scenes]
+                         for c in constraints])
+
+
+def recolor(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
+    """``scene`` in another colour (not its own, not its background's): the dual-guided target."""
+    choices = [c for c in sc.COLORS if c not in (scene.color, scene.background)]
+    return dataclasses.replace(scene, color=choices[int(rng.integers(len(choices)))])
+
+
+def text_naming_color(color: str, rng: np.random.Generator) -> str:
+    """A caption or a fragment of a random scene of ``color`` (the text half of a dual-guided batch)."""
+    other = sc.sample_scene(rng)
+    background = other.background if other.background != color else other.color
+    other = dataclasses.replace(other, color=color, background=background)
+    if rng.random() < 0.5:
+        return other.caption(int(rng.integers(len(sc.TEMPLATES))))
+    return fragment(other, rng, require=("color",))[0]
+
+
+def render_batch(scenes: Sequence[sc.Scene], device: torch.device) -> torch.Tensor:
+    """Scenes -> images ``[B, 3, 32, 32]`` in [0, 1] on ``device``."""
+    images = np.stack([sc.render(s, IMAGE_SIZE).transpose(2, 0, 1) for s in scenes]).astype(np.float32) / 255.0
+    return torch.from_numpy(images).to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+
+class Stage:
+    """One training stage: what it trains (``prefixes`` of the model's state dict) and its loss."""
+
+    name = ""
+    title = ""
+    prefixes: tuple[str, ...] = ()
+
+    def __init__(self, model: vdm.VersatileDiffusion, plan: Budget, seed: int, device: torch.device,
+                 progress: bool = False):
+        self.model, self.plan, self.seed, self.device, self.progress = model, plan, seed, device, progress
+        self.budget = plan.stage(self.name)
+        self.calibration = plan.calibration
+
+    def parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Called once before the first step of a run (also after resuming)."""
+
+    def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def after_step(self, step: int) -> None:
+        """Called after each optimiser step (the UNet's EMA)."""
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Tensors besides the model's to checkpoint (the EMA)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+    def finish(self) -> dict[str, Any]:
+        """After the last step: calibrate, evaluate; the result is stored and re-applied on resume."""
+        return {}
+
+    def apply(self, result: dict[str, Any]) -> None:
+        """Re-apply a finished stage's result (e.g. a scale factor) when resuming past it."""
+
+    # helpers
+    def batch(self, step: int) -> tuple[np.random.Generator, list[sc.Scene]]:
+        """The random generator of step ``step`` and the batch of scenes it drew first."""
+        rng = np.random.default_rng([step_seed(self.seed, self.name, step), 0, 1])
+        return rng, [sc.sample_scene(rng) for _ in range(self.budget.batch)]
+
+    def held_out(self, n: int) -> tuple[np.random.Generator, list[sc.Scene]]:
+        """Scenes the stage never trains on (a separate seed stream)."""
+        rng = np.random.default_rng([self.seed, STAGES.index(self.name), 7_777])
+        return rng, [sc.sample_scene(rng) for _ in range(n)]
+
+
+class VAEStage(Stage):
+    name, title, prefixes = "vae", "image VAE", ("vae_image.",)
+    KL_WEIGHT = 1e-5  # per latent element, against per-pixel reconstruction terms
+    EDGE_WEIGHT = 0.5
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.model.vae_image.parameters())
+
+    def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        _, scenes = self.batch(step)
+        images = render_batch(scenes, self.device)  # [B, 3, 32, 32]
+        vae = self.model.vae_image
+        post = vae.posterior(images)
+        out = vae.decoder(vae.post_quant_conv(post.sample()))  # [B, 3, 32, 32], about [-1, 1]
+        err = out - (images * 2 - 1)
+        l1, l2 = err.abs().mean(), err.square().mean()
+        edge = (err.diff(dim=-1).abs().mean() + err.diff(dim=-2).abs().mean())  # image-gradient L1
+        kl = 0.5 * (post.mean.square() + post.std.square() - 1.0 - post.logvar).mean()
+        loss = l1 + l2 + self.EDGE_WEIGHT * edge + self.KL_WEIGHT * kl
+        return loss, {"l1": l1.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def finish(self) -> dict[str, Any]:
+        vae = self.model.vae_image
+        _, scenes = self.held_out(self.calibration)
+        z = torch.cat([vae.posterior(render_batch(scenes[i:i + 64], self.device)).sample()
+                       for i in range(0, len(scenes), 64)])
+        scale = float(1.0 / z.square().mean().sqrt())  # unit RMS, like LDM's 1 / std
+        self.apply({"scale_factor": scale})
+        checked = scenes[:64]
+        recon = vae.decode(vae.encode(render_batch(checked, self.device), sample=False))
+        return {"scale_factor": scale, **_image_accuracy(checked, recon, prefix="recon_")}
+
+    def apply(self, result: dict[str, Any]) -> None:
+        vae_config = dataclasses.replace(self.model.config.vae, scale_factor=float(result["scale_factor"]))
+        self.model.config.vae = vae_config
+        self.model.vae_image.config = vae_config
+
+
+class CLIPStage(Stage):
+    name, title, prefixes = "clip", "CLIP text + image", ("clip_text.", "clip_image.")
+    LOGIT_SCALE = 1.0 / 0.07
+    P_FRAGMENT = 0.3
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.model.clip_text.parameters()) + list(self.model.clip_image.parameters())
+
+    def embeddings(self, texts: list[str], images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised pooled projections: texts ``[T, D]``, images ``[B, D]``."""
+        ct, ci = self.model.clip_text, self.model.clip_image
+        ids, _ = ct.tokenize(texts)
+        t = ct.model(input_ids=ids.to(self.device)).text_embeds  # [T, D]
+        i = ci.model(pixel_values=ci.preprocess(images)).image_embeds  # [B, D]
+        return F.normalize(t, dim=-1), F.normalize(i, dim=-1)
+
+    def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        rng, scenes = self.batch(step)
+        texts, named = zip(*(describe(s, rng, self.P_FRAGMENT) for s in scenes))
+        t, i = self.embeddings(list(texts), render_batch(scenes, self.device))
+        logits = self.LOGIT_SCALE * t @ i.T  # [B texts, B images]
+        target = matches(named, scenes).to(self.device)  # diagonal is 1: every text describes its scene
+        loss_t = -(F.log_softmax(logits, dim=1) * target / target.sum(1, keepdim=True)).sum(1).mean()
+        loss_i = -(F.log_softmax(logits.T, dim=1) * target.T / target.T.sum(1, keepdim=True)).sum(1).mean()
+        return 0.5 * (loss_t + loss_i), {}
+
+    @torch.no_grad()
+    def finish(self) -> dict[str, Any]:
+        rng, scenes = self.held_out(64)
+        templates = rng.integers(len(sc.TEMPLATES), size=len(scenes))
+        texts = [s.caption(int(k)) for s, k in zip(scenes, templates)]
+        named = [caption_constraints(s, int(k)) for s, k in zip(scenes, templates)]
+        t, i = self.embeddings(texts, render_batch(scenes, self.device))
+        ok = matches(named, scenes)
+        sim = (t @ i.T).cpu()
+        text_to_image = ok[torch.arange(len(texts)), sim.argmax(1)].mean()
+        image_to_text = ok[sim.argmax(0), torch.arange(len(scenes))].mean()
+        return {"retrieval_text_to_image": float(text_to_image), "retrieval_image_to_text": float(image_to_text)}
+
+
+class OptimusStage(Stage):
+    name, title, prefixes = "optimus", "Optimus text VAE", ("vae_text.",)
+    BETA = 0.2  # KL weight after the ramp (first 30% of the steps)
+    P_FRAGMENT = 0.25
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.model.vae_text.parameters())
+
+    def decoder_ids(self, texts: Sequence[str]) -> torch.Tensor:
+        """``<BOS> words <EOS>``, right-padded with ``<PAD>``: ``[B, L]``."""
+        opt = self.model.vae_text
+        cfg = opt.config
+        rows = [[cfg.bos_token_id, *opt.decoder_tokenizer(t, add_special_tokens=False)["input_ids"], cfg.eos_token_id]
+                for t in texts]
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [cfg.pad_token_id] * (width - len(r)) for r in rows], device=self.device)
+
+    def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        rng, scenes = self.batch(step)
+        texts = [describe(s, rng, self.P_FRAGMENT)[0] for s in scenes]
+        opt = self.model.vae_text
+        ids = opt.tokenize(texts).to(self.device)  # [B, L]
+        pooled = opt.encoder(input_ids=ids, attention_mask=(ids > 0).long()).pooler_output  # [B, C]
+        mu, logvar = opt.encoder.linear(pooled).chunk(2, dim=-1)  # [B, Z] each
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        dec = self.decoder_ids(texts)  # [B, L]
+        logits, _ = opt.decoder_logits(dec[:, :-1], z)  # [B, L-1, V]
+        target = dec[:, 1:].masked_fill(dec[:, 1:] == opt.config.pad_token_id, -100)
+        n_tokens = (target >= 0).sum()
+        rec = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="sum")
+        kl = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum()
+        beta = self.BETA * min(1.0, step / max(1.0, 0.3 * self.budget.steps))
+        loss = (rec + beta * kl) / n_tokens
+        return loss, {"ce": (rec / n_tokens).item(), "kl": kl.item() / len(texts)}
+
+    @torch.no_grad()
+    def finish(self) -> dict[str, Any]:
+        opt = self.model.vae_text
+        rng, scenes = self.held_out(self.calibration)
+        texts = [s.caption(int(rng.integers(len(sc.TEMPLATES)))) for s in scenes]
+        mu = torch.cat([opt.encode(texts[i:i + 128]) for i in range(0, len(texts), 128)])
+        scale = float(1.0 / mu.square().mean().sqrt())  # mu -> unit RMS
+        fold_latent_scale(opt, scale)
+        decoded = opt.decode(opt.encode(texts[:64]), greedy=True)
+        exact = np.mean([a == b for a, b in zip(decoded, texts[:64])])
+        named = np.mean([sc.score_caption(s, d)["color"] and sc.score_caption(s, d)["shape"]
+                         for s, d in zip(scenes[:64], decoded)])
+        return {"latent_scale": scale, "recon_exact": float(exact), "recon_color_shape": float(named)}
+
+
+def fold_latent_scale(optimus: nn.Module, scale: float) -> None:
+    """Make Optimus' mu ``scale`` times larger without changing any decoded text.
+
+    mu is the first half of the bias-free ``encoder.linear``; the decoder reads z only through
+    the bias-free ``transformer.linear`` and ``linear_emb``, which are divided by the same scale.
+    """
+    z = optimus.config.latent_dim
+    with torch.no_grad():
+        optimus.encoder.linear.weight[:z].mul_(scale)
+        optimus.decoder.transformer.linear.weight.div_(scale)
+        optimus.decoder.transformer.linear_emb.weight.div_(scale)
+
+
+@dataclass
+class ScenePool:
+    """Scenes encoded once for the UNet stage: the frozen encoders would otherwise cost more than the UNet.
+
+    ``moments``: the VAE posterior of each scene ``[N, 8, 8, 8]`` (a fresh latent is sampled every
+    time, as VD samples it); ``recolored_moments``: the same for ``recolored`` (the dual-guided
+    targets); ``tokens``: CLIP image context ``[N, 65, D]`` (fp16 to halve the memory).
+    """
+
+    scenes: list[sc.Scene]
+    recolored: list[sc.Scene]
+    moments: torch.Tensor
+    recolored_moments: torch.Tensor
+    tokens: torch.Tensor
+
+
+class UNetStage(Stage):
+    name, title, prefixes = "unet", "UNet, all flows", ("unet.",)
+    # One flow per step, in this cycle: image outputs are harder, so they come more often.
+    CYCLE = ("t2i", "i2t", "i2i", "t2i", "dual", "t2t", "t2i", "i2t", "i2i", "dual")
+    P_UNCOND = 0.1  # per sample: the context becomes the unconditional one (guidance)
+    P_FRAGMENT = 0.2  # text contexts that name only some attributes
+    P_PATCH_ONLY = 0.1  # per batch: image context without its CLS token (I2T2I uses patch tokens)
+    EMA_DECAY = 0.999
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.alphas_cumprod = sampling.vd_alphas_cumprod().to(self.device)  # [1000]
+        with torch.no_grad():
+            self.uncond_text = self.model.clip_text.encode([""])  # [1, T, D]
+        self.ema = {k: p.detach().clone() for k, p in self.model.unet.named_parameters()}
+        self._ema_pairs = ([p for _, p in self.model.unet.named_parameters()], list(self.ema.values()))
+        self.pool: ScenePool | None = None
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.model.unet.parameters())
+
+    # -- frozen encoders -------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_pool(self, n: int, chunk: int = 256) -> ScenePool:
+        """Render and encode ``n`` scenes (deterministic: a resumed run rebuilds the same pool)."""
+        from tqdm.auto import tqdm
+
+        rng = np.random.default_rng([self.seed, STAGES.index(self.name), 4242])
+        scenes = [sc.sample_scene(rng) for _ in range(n)]
+        recolored = [recolor(s, rng) for s in scenes]
+        vae, clip = self.model.vae_image, self.model.clip_image
+        moments, recolored_moments, tokens = [], [], []
+        for i in tqdm(range(0, n, chunk), disable=not self.progress, desc="encoding the scene pool", leave=False):
+            images = render_batch(scenes[i:i + chunk], self.device)
+            moments.append(vae.posterior(images).moments)  # [b, 8, 8, 8]
+            recolored_moments.append(vae.posterior(render_batch(recolored[i:i + chunk], self.device)).moments)
+            tokens.append(clip.encode(images).half())  # [b, 65, D]
+        return ScenePool(scenes, recolored, torch.cat(moments), torch.cat(recolored_moments), torch.cat(tokens))
+
+    def latents(self, moments: torch.Tensor) -> torch.Tensor:
+        """A posterior sample, scaled: what ``ImageVAE.encode`` returns."""
+        return DiagonalGaussian(moments).sample() * self.model.vae_image.config.scale_factor  # [B, 4, 8, 8]
+
+    @torch.no_grad()
+    def text_latents(self, texts: list[str]) -> torch.Tensor:
+        return self.model.vae_text.encode(texts)  # [B, 64], mu at unit RMS
+
+    @torch.no_grad()
+    def text_context(self, texts: list[str]) -> torch.Tensor:
+        return self.model.clip_text.encode(texts)  # [B, T, D]
+
+    def drop(self, tokens: torch.Tensor, uncond: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Per sample: ``tokens`` where ``keep``, else the unconditional context."""
+        return torch.where(keep[:, None, None], tokens, uncond.expand_as(tokens))
+
+    # -- one step -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        self.pool = self.encode_pool(self.plan.pool)
+
+    def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        pool = self.pool
+        assert pool is not None, "prepare() builds the scene pool"
+        flow = self.CYCLE[step % len(self.CYCLE)]
+        rng = np.random.default_rng([step_seed(self.seed, self.name, step), 0, 1])
+        index = rng.integers(len(pool.scenes), size=self.budget.batch)
+        scenes = [pool.scenes[i] for i in index]
+        index = torch.from_numpy(index).to(self.device)
+        B = len(scenes)
+        keep = torch.from_numpy(rng.random(B) >= self.P_UNCOND).to(self.device)  # [B] bool
+        patch_only = bool(rng.random() < self.P_PATCH_ONLY)
+
+        def texts_of(p_fragment: float) -> list[str]:
+            return [describe(s, rng, p_fragment)[0] for s in scenes]
+
+        def image_ctx() -> ContextInput:
+            tokens = pool.tokens[index].float()  # [B, 65, D]
+            tokens = tokens[:, 1:] if patch_only else tokens
+            return ContextInput(self.drop(tokens, torch.zeros_like(tokens[:1]), keep), "image")
+
+        def text_ctx(texts: list[str]) -> ContextInput:
+            return ContextInput(self.drop(self.text_context(texts), self.uncond_text, keep), "text")
+
+        if flow in ("t2i", "i2i"):
+            x0, xtype = self.latents(pool.moments[index]), "image"
+            contexts = [text_ctx(texts_of(self.P_FRAGMENT)) if flow == "t2i" else image_ctx()]
+        elif flow == "dual":
+            x0, xtype = self.latents(pool.recolored_moments[index]), "image"
+            text_share = float(rng.uniform(0.3, 0.8))
+            texts = [text_naming_color(pool.recolored[i].color, rng) for i in index.tolist()]
+            contexts = [dataclasses.replace(image_ctx(), weight=1.0 - text_share),
+                        dataclasses.replace(text_ctx(texts), weight=text_share)]
+        else:  # i2t, t2t: the target is a caption of the scene in a random wording
+            x0, xtype = self.text_latents(texts_of(0.0)), "text"
+            contexts = [image_ctx() if flow == "i2t" else text_ctx(texts_of(self.P_FRAGMENT))]
+
+        t = torch.randint(0, len(self.alphas_cumprod), (B,), device=self.device)  # [B]
+        a = self.alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
+        noise = torch.randn_like(x0)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        eps = self.model.unet(xt, t, xtype, contexts)
+        loss = F.mse_loss(eps, noise)
+        return loss, {f"loss_{flow}": loss.item()}
+
+    # -- EMA ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        decay = min(self.EMA_DECAY, (1 + step) / (10 + step))
+        params, ema = self._ema_pairs
+        torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {f"ema.{k}": v for k, v in self.ema.items()}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        for k in self.ema:
+            self.ema[k].copy_(state[f"ema.{k}"])
+
+    @torch.no_grad()
+    def finish(self) -> dict[str, Any]:
+        for k, p in self.model.unet.named_parameters():
+            p.copy_(self.ema[k])  # what ships is the EMA
+        self.pool = None
+        return {}
+
+
+STAGE_CLASSES: dict[str, type[Stage]] = {"vae": VAEStage, "clip": CLIPStage, "optimus": OptimusStage,
+                                         "unet": UNetStage}
+
+# ---------------------------------------------------------------------------------------------
+# Checking results with the rule-based checker
+
+
+def _image_accuracy(scenes: Sequence[sc.Scene], images: torch.Tensor, prefix: str = "",
+                    color_of: Sequence[str] | None = None) -> dict[str, float]:
+    """Share of ``images`` whose checked colour and shape are the scenes' (``color_of`` overrides colours)."""
+    from vdnodes.nano.checker import check_image
+
+    got = [check_image(img) for img in images.float().cpu()]
+    colors = color_of or [s.color for s in scenes]
+    color = np.mean([g["color"] == c for g, c in zip(got, colors)])
+    shape = np.mean([g["shape"] == s.shape for g, s in zip(got, scenes)])
+    both = np.mean([g["color"] == c and g["shape"] == s.shape for g, c, s in zip(got, colors, scenes)])
+    return {f"{prefix}color": float(color), f"{prefix}shape": float(shape), f"{prefix}color_shape": float(both)}
+
+
+@torch.no_grad()
+def evaluate(model: vdm.VersatileDiffusion, n: int = 32, steps: int = 25, guidance: float = 7.5,
+             seed: int = 12345) -> dict[str, float]:
+    """Quick self-check of every flow on ``n`` held-out scenes (DDIM, guidance as VD's 7.5).
+
+    t2i / i2i / dual: colour and shape read back by the checker (dual: the text's colour,
+    the image's shape, text share 0.5); i2t / t2t: colour and shape words of greedy captions.
+    The zeros image context and CLIP("") are the unconditionals, as in training.
+    """
+    device = next(model.parameters()).device
+    rng = np.random.default_rng(seed)
+    scenes = [sc.sample_scene(rng) for _ in range(n)]
+    images = render_batch(scenes, device)
+    captions = [s.caption() for s in scenes]
+    g = torch.Generator().manual_seed(seed)
+    image_ctx = model.clip_image.encode(images)
+    text_ctx = model.clip_text.encode(captions)
+    uncond_text = model.clip_text.unconditional(n)
+
+    def run(xtype: str, conds: list[ContextInput], unconds: list[ContextInput]) -> torch.Tensor:
+        shape = (n, 4, IMAGE_SIZE // 4, IMAGE_SIZE // 4) if xtype == "image" else (n, model.config.unet.text_dim)
+        x = sampling.initial_noise(shape, g, device=device)
+        denoise = sampling.cfg_denoiser(model.unet, xtype, conds, unconds, guidance)
+        return sampling.sample("ddim", denoise, x, steps)
+
+    def words(latent: torch.Tensor, expected: Sequence[sc.Scene]) -> float:
+        texts = model.vae_text.decode(latent, greedy=True)
+        return float(np.mean([all(sc.score_caption(s, t)[k] for k in ("color", "shape"))
+                              for s, t in zip(expected, texts)]))
+
+    img, txt = ContextInput(image_ctx, "image"), ContextInput(text_ctx, "text")
+    zeros, empty = ContextInput(torch.zeros_like(image_ctx), "image"), ContextInput(uncond_text, "text")
+    out: dict[str, float] = {}
+    out.update(_image_accuracy(scenes, model.vae_image.decode(run("image", [txt], [empty])), "t2i_"))
+    out.update(_image_accuracy(scenes, model.vae_image.decode(run("image", [img], [zeros])), "i2i_"))
+    out["i2t_color_shape"] = words(run("text", [img], [zeros]), scenes)
+    out["t2t_color_shape"] = words(run("text", [txt], [empty]), scenes)
+    targets = [recolor(s, rng) for s in scenes]
+    dual_text = model.clip_text.encode([text_naming_color(t.color, rng) for t in targets])
+    dual = run("image", [dataclasses.replace(img, weight=0.5), ContextInput(dual_text, "text", 0.5)],
+               [dataclasses.replace(zeros, weight=0.5), dataclasses.replace(empty, weight=0.5)])
+    out.update(_image_accuracy(scenes, model.vae_image.decode(dual), "dual_", color_of=[t.color for t in targets]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop: checkpoints, resume, progress
+
+
+class _Checkpoints:
+    """Per stage: ``<stage>.safetensors`` (weights + extra state), ``<stage>.optim.pt``, ``<stage>.json``."""
+
+    def __init__(self, folder: Path, fingerprint: dict[str, Any]):
+        self.folder = folder
+        self.fingerprint = fingerprint
+
+    def state(self, stage: str) -> dict[str, Any] | None:
+        path = self.folder / f"{stage}.json"
+        if not path.is_file():
+            return None
+        state = json.loads(path.read_text())
+        if state.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                f"the checkpoint {path} was made with other settings (config, budget or seed); "
+                "train into another folder, or start over with resume=False (--no-resume)")
+        return state
+
+    def save(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+             state: dict[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().clone().contiguous().cpu()  # clone: tied weights are saved twice
+                   for k, v in model.state_dict().items() if k.startswith(stage.prefixes)}
+        tensors.update({k: v.detach().contiguous().cpu() for k, v in stage.extra_state().items()})
+        _atomic(self.folder / f"{stage.name}.safetensors", lambda p: save_file(tensors, str(p)))
+        if optimizer is not None:
+            _atomic(self.folder / f"{stage.name}.optim.pt", lambda p: torch.save(optimizer.state_dict(), p))
+        payload = {**state, "fingerprint": self.fingerprint}
+        _atomic(self.folder / f"{stage.name}.json", lambda p: p.write_text(json.dumps(payload, indent=1)))
+
+    def load(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+             device: torch.device) -> None:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(self.folder / f"{stage.name}.safetensors"), device=str(device))
+        extra = {k: tensors.pop(k) for k in list(tensors) if not k.startswith(stage.prefixes)}
+        result = model.load_state_dict(tensors, strict=False)
+        missing = [k for k in result.missing_keys if k.startswith(stage.prefixes)]
+        if missing or result.unexpected_keys:
+            raise ck.CheckpointError(f"checkpoint {stage.name}.safetensors does not fit the model: missing "
+                                     f"{missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+        if extra:
+            stage.load_extra_state(extra)
+        if optimizer is not None:
+            optimizer.load_state_dict(torch.load(self.folder / f"{stage.name}.optim.pt",
+                                                 map_location=device, weights_only=True))
+
+
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+OnStep = Callable[[str, int, dict[str, float]], None]
+
+
+def _run_stage(stage: Stage, checkpoints: _Checkpoints, *, checkpoint_every: int, progress: bool,
+               on_step: OnStep | None, index: int) -> dict[str, Any]:
+    model, budget, device = stage.model, stage.budget, stage.device
+    state = checkpoints.state(stage.name)
+    if state is not None and state["done"]:
+        checkpoints.load(stage, model, None, device)
+        stage.apply(state["result"])
+        return state["result"]
+
+    params = stage.parameters()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=budget.lr, betas=(0.9, 0.99), weight_decay=0.01, foreach=True)
+    step, losses, seconds = 0, [], 0.0
+    if state is not None:
+        checkpoints.load(stage, model, optimizer, device)
+        step, losses, seconds = state["step"], state["losses"], state["seconds"]
+
+    def save(done: bool, result: dict[str, Any] | None = None) -> None:
+        checkpoints.save(stage, model, None if done else optimizer,
+                         {"stage": stage.name, "step": step, "steps": budget.steps, "done": done,
+                          "losses": losses, "seconds": seconds, "result": result or {}})
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=budget.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
+               desc=f"[{index + 1}/{len(STAGES)}] {stage.title}")
+    stage.prepare()
+    updating = False
+    try:
+        while step < budget.steps:
+            started = time.perf_counter()
+            torch.manual_seed(step_seed(stage.seed, stage.name, step))
+            loss, metrics = stage.step_loss(step)
+            updating = True  # from here until the step counter moves, the state is half-updated
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(budget, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            stage.after_step(step)
+            step += 1
+            updating = False
+            losses.append(round(loss.item(), 6))
+            seconds += time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
+            if step % checkpoint_every == 0 and step < budget.steps:
+                save(done=False)
+            if on_step is not None:
+                on_step(stage.name, step, {"loss": losses[-1], **metrics})
+    except KeyboardInterrupt:
+        if not updating:
+            save(done=False)  # Ctrl-C: keep everything up to the last finished step
+        raise
+    finally:
+        bar.close()
+    for p in params:
+        p.requires_grad_(False)
+    result = stage.finish()
+    save(done=True, result=result)
+    return result
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Any:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def train_nano(
+    out_dir: str | os.PathLike,
+    *,
+    budget: str | Budget = "full",
+    resume: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    config: VDConfig | None = None,
+    progress: bool = True,
+    evaluate_flows: bool | None = None,
+    on_step: OnStep | None = None,
+    threads: int | None = None,
+) -> Path:
+    """Train vd-nano from scratch into ``out_dir``; returns the path of ``vd-nano.safetensors``.
+
+    Stages run in order (image VAE, CLIP, Optimus, UNet), each resumable from
+    ``out_dir/checkpoints`` (``resume=False`` deletes them first). Training is
+    deterministic for a given ``seed`` on a given device. ``config`` replaces the nano
+    config (tests use smaller ones). ``evaluate_flows`` (default: when the budget has
+    ``eval_samples``) runs ``evaluate`` at the end and stores the scores in the file.
+    ``on_step(stage, step, metrics)`` is called after every step; raising
+    ``KeyboardInterrupt`` there stops training with a checkpoint, like Ctrl-C. ``threads``:
+    CPU threads for torch (default: all cores).
+    The file holds fp16 weights, the config and what rebuilds the tokenizers.
+    """
+    if isinstance(budget, str) and budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {sorted(BUDGETS)}")
+    plan = BUDGETS[budget] if isinstance(budget, str) else budget
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = copy.deepcopy(config or nano_config())
+    out = Path(out_dir)
+    folder = out / "checkpoints"
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    info = tokenizer_info(config)
+    fingerprint = {"config": config.to_dict(), "budget": dataclasses.asdict(plan), "seed": seed,
+                   "tokenizers": info}
+    checkpoints = _Checkpoints(folder, json.loads(json.dumps(fingerprint)))  # JSON-normalised
+
+    clip_tok, optimus_tok = build_tokenizers(info)
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), _threads(threads or os.cpu_count() or 1):
+        torch.manual_seed(seed)
+        model = vdm.build(config, vdm.COMPONENTS, device=dev, clip_tokenizer=clip_tok,
+                          optimus_tokenizers=tuple(optimus_tok)).eval()  # eval: no dropout anywhere
+        results: dict[str, Any] = {}
+        for index, name in enumerate(STAGES):
+            stage = STAGE_CLASSES[name](model, plan, seed, dev, progress)
+            results[name] = _run_stage(stage, checkpoints, checkpoint_every=plan.checkpoint_every,
+                                       progress=progress, on_step=on_step, index=index)
+        if evaluate_flows if evaluate_flows is not None else plan.eval_samples > 0:
+            results["evaluate"] = evaluate(model, n=max(plan.eval_samples, 4), steps=plan.eval_steps)
+        return save_nano(model, out / WEIGHTS_NAME, info,
+                         {"budget": plan.name, "seed": seed, "results": results,
+                          "steps": {n: plan.stage(n).steps for n in STAGES}})
+
+
+def save_nano(model: vdm.VersatileDiffusion, path: Path, tokenizers: dict[str, Any],
+              training: dict[str, Any]) -> Path:
+    """Write ``model`` as fp16 safetensors with its config, tokenizer words and training record."""
+    half = copy.deepcopy(model).to("cpu").half()
+    return vdm.save_vd(half, path, {"tokenizers": tokenizers, "training": training, "dtype": "float16"})
+
+
+def nano_tokenizers(path: str | os.PathLike) -> tuple[Any, tuple[Any, Any]]:
+    """(CLIP tokenizer, (Optimus encoder, decoder) tokenizers) stored in a vd-nano weights file."""
+    _, meta = ck.load_safetensors(path)
+    if "tokenizers" not in meta:
+        raise ck.CheckpointError(f"{str(path)!r} has no tokenizer words in its metadata; is it a vd-nano file?")
+    clip_tok, optimus_tok = build_tokenizers(json.loads(meta["tokenizers"]))
+    return clip_tok, tuple(optimus_tok)
+
+
+def attach_tokenizers(model: vdm.VersatileDiffusion, clip_tok: Any, optimus_tok: tuple[Any, Any]) -> None:
+    """Give a loaded nano model its word tokenizers (``load_vd`` only knows CLIP's BPE)."""
+    if model.clip_text is not None:
+        model.clip_text._tokenizer = clip_tok
+    if model.vae_text is not None:
+        model.vae_text.encoder_tokenizer, model.vae_text.decoder_tokenizer = optimus_tok
+
+
+def load_nano(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
+              path: str | os.PathLike | None = None, flows: str | Iterable[str] | None = None,
+              components: Iterable[str] | None = None) -> vdm.VersatileDiffusion:
+    """The shipped vd-nano (``NANO_WEIGHTS``, or ``path``) with its tokenizers attached.
+
+    ``flows`` / ``components`` load only part of it, as in ``load_vd``.
+    """
+    p = Path(path) if path is not None else NANO_WEIGHTS
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"vd-nano weights not found at {p}. Train them with `vdnodes train-nano --install` "
+            "(about 1.5 hours on 2 CPU cores), or pass the path of a vd-nano.safetensors file.")
+    model = vdm.load_vd(p, flows=flows, components=components, device=device, dtype=dtype)
+    attach_tokenizers(model, *nano_tokenizers(p))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``vdnodes train-nano``: train vd-nano, resumable; ``--install`` copies it into the package."""
+    parser = argparse.ArgumentParser(
+        prog="vdnodes train-nano",
+        description="Train the embedded vd-nano model from scratch (image VAE, CLIP, Optimus, UNet). "
+                    "Interrupt at any time; the same command resumes from the last checkpoint.")
+    parser.add_argument("--out", default="vd-nano-train", help="folder for checkpoints and the result")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="full",
+                        help="'full' reproduces the shipped weights; 'smoke' checks the pipeline in seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: all cores; use 1 on a machine other jobs share)")
+    parser.add_argument("--no-resume", action="store_true", help="delete the checkpoints and start over")
+    parser.add_argument("--install", action="store_true", help=f"copy the result to {NANO_WEIGHTS}")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    try:
+        path = train_nano(args.out, budget=args.budget, resume=not args.no_resume, seed=args.seed,
+                          device=args.device, threads=args.threads)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; run the same command again to resume from {Path(args.out) / 'checkpoints'}",
+              file=sys.stderr)
+        return 130
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) in {(time.perf_counter() - started) / 60:.1f} min")
+    if args.install:
+        NANO_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, NANO_WEIGHTS)
+        print(f"installed as {NANO_WEIGHTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
