@@ -49,3 +49,30 @@ def window(qtbot, registry, tmp_path):
     if win.runner.is_running():
         win.runner.cancel()
         win.runner.wait()
+
+
+
+_EXIT_STATUS = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS["code"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """End the process without running C++ exit handlers once Qt has been used.
+
+    With PySide6 6.11.3, after a session that ran the canvas tests *and* the model
+    tests, a QtGui global destructor (run by libc's exit handlers, after Python
+    has finalised) destroyed a shiboken wrapper and the process segfaulted --
+    after every test had passed and the summary was printed (gdb: libQt6Gui exit
+    handler -> Shiboken::Object::destroy -> _PyErr_Fetch with no thread state).
+    All results are reported by now, so leave with pytest's own status instead.
+    """
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS["code"])
