@@ -32,6 +32,7 @@ from vdnodes.nano.train import (
     Budget,
     StageBudget,
     describe,
+    evaluate,
     fold_latent_scale,
     fragment,
     load_nano,
@@ -252,6 +253,15 @@ def test_saved_file_is_fp16_and_runs_every_flow(straight):
             captions = model.vae_text.decode(run("text", conds, unconds), greedy=True, max_tokens=12)
             assert len(captions) == B and all(isinstance(c, str) for c in captions)
         assert model.vae_text.encode(["a red circle on a blue background"]).shape == (1, 16)
+
+
+def test_evaluate_scores_every_flow_with_the_checker(straight):
+    _, path = straight
+    scores = evaluate(load_nano(path=path), n=2, steps=2)
+    for flow in ("t2i", "i2i", "dual"):
+        assert {f"{flow}_color", f"{flow}_shape", f"{flow}_color_shape"} <= scores.keys()
+    assert {"i2t_color_shape", "t2t_color_shape"} <= scores.keys()
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
 
 
 def test_load_nano_explains_a_missing_file(tmp_path):
