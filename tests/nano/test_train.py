@@ -274,3 +274,15 @@ def test_load_nano_loads_only_the_flows_asked_for(straight):
     model = load_nano(path=path, flows="text_to_image")
     assert model.vae_text is None and model.clip_image is None and set(model.unet.data) == {"image"}
     assert model.clip_text.tokenize(["a red circle"])[0][0, 0] == CLIP_VOCAB - 2  # word tokenizer attached
+
+
+def test_quality_measurement_runs_every_flow(straight):
+    from vdnodes.nano.quality import FLOWS, THRESHOLDS, Settings, measure
+
+    _, path = straight
+    keep = {}
+    rates = measure(load_nano(path=path), 3, settings=Settings(steps=2, batch=2), keep=keep)
+    assert set(keep) == set(FLOWS)
+    assert set(THRESHOLDS) <= rates.keys()
+    assert all(0.0 <= v <= 1.0 for k, v in rates.items() if not k.startswith("seconds_"))
+    assert len(keep["i2t2i"].texts) == 3 and keep["t2i"].images.shape == (3, 3, 32, 32)

@@ -70,6 +70,7 @@ class NodeContext:
     _cancel: CancelToken
     _run_id: str
     warnings: list[str] = field(default_factory=list)
+    registry: Registry | None = None  # what the run was built from (nodes, types, model groups)
 
     def resolve_path(self, path: str) -> str:
         """A user path: absolute as is; relative to the graph's folder if it exists there,
@@ -306,7 +307,7 @@ class Executor:
         kwargs.update(spec.params)
         ctx = NodeContext(nid, spec.type, self.device, self.dtype,
                           self._node_seed(decl, spec.params, seed), self.out_dir, graph_dir(graph),
-                          graph, self.services, emit, cancel, run_id)
+                          graph, self.services, emit, cancel, run_id, registry=self.registry)
         emit(ev.NodeStarted(run_id, nid, spec.type))
         t0 = time.perf_counter()
         try:

@@ -25,7 +25,8 @@ Read top to bottom:
   + a JSON state per stage, written every ``checkpoint_every`` steps, at the end of a stage
   and on Ctrl-C), tqdm progress;
 - ``evaluate``: a quick self-check of every flow with the rule-based checker;
-- ``train_nano`` (the entry point), ``load_nano`` (the shipped weights) and ``main`` (CLI).
+- ``train_nano`` (the entry point) and ``main`` (CLI); loading and saving the shipped file is
+  ``weights.py`` (``load_nano``, ``save_nano``).
 
 Dual-guided batches teach VD's image + text editing on scenes: the image context comes from
 scene A, the text names another colour (a full caption of some scene of that colour, or a
@@ -47,7 +48,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,8 @@ from vdnodes.model.vae import DiagonalGaussian
 from vdnodes.nano import scenes as sc
 from vdnodes.nano.config import IMAGE_SIZE, nano_config
 from vdnodes.nano.tokenizers import build_tokenizers, tokenizer_info
+from vdnodes.nano.weights import NANO_WEIGHTS, WEIGHTS_NAME, load_nano, save_nano  # noqa: F401 (re-exported)
 
-WEIGHTS_NAME = "vd-nano.safetensors"
-NANO_WEIGHTS = Path(__file__).resolve().parent / "weights" / WEIGHTS_NAME
 STAGES = ("vae", "clip", "optimus", "unet")
 
 # ---------------------------------------------------------------------------------------------
@@ -817,47 +817,6 @@ def train_nano(
         return save_nano(model, out / WEIGHTS_NAME, info,
                          {"budget": plan.name, "seed": seed, "results": results,
                           "steps": {n: plan.stage(n).steps for n in STAGES}})
-
-
-def save_nano(model: vdm.VersatileDiffusion, path: Path, tokenizers: dict[str, Any],
-              training: dict[str, Any]) -> Path:
-    """Write ``model`` as fp16 safetensors with its config, tokenizer words and training record."""
-    half = copy.deepcopy(model).to("cpu").half()
-    return vdm.save_vd(half, path, {"tokenizers": tokenizers, "training": training, "dtype": "float16"})
-
-
-def nano_tokenizers(path: str | os.PathLike) -> tuple[Any, tuple[Any, Any]]:
-    """(CLIP tokenizer, (Optimus encoder, decoder) tokenizers) stored in a vd-nano weights file."""
-    _, meta = ck.load_safetensors(path)
-    if "tokenizers" not in meta:
-        raise ck.CheckpointError(f"{str(path)!r} has no tokenizer words in its metadata; is it a vd-nano file?")
-    clip_tok, optimus_tok = build_tokenizers(json.loads(meta["tokenizers"]))
-    return clip_tok, tuple(optimus_tok)
-
-
-def attach_tokenizers(model: vdm.VersatileDiffusion, clip_tok: Any, optimus_tok: tuple[Any, Any]) -> None:
-    """Give a loaded nano model its word tokenizers (``load_vd`` only knows CLIP's BPE)."""
-    if model.clip_text is not None:
-        model.clip_text._tokenizer = clip_tok
-    if model.vae_text is not None:
-        model.vae_text.encoder_tokenizer, model.vae_text.decoder_tokenizer = optimus_tok
-
-
-def load_nano(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
-              path: str | os.PathLike | None = None, flows: str | Iterable[str] | None = None,
-              components: Iterable[str] | None = None) -> vdm.VersatileDiffusion:
-    """The shipped vd-nano (``NANO_WEIGHTS``, or ``path``) with its tokenizers attached.
-
-    ``flows`` / ``components`` load only part of it, as in ``load_vd``.
-    """
-    p = Path(path) if path is not None else NANO_WEIGHTS
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"vd-nano weights not found at {p}. Train them with `vdnodes train-nano --install` "
-            "(about 1.5 hours on 2 CPU cores), or pass the path of a vd-nano.safetensors file.")
-    model = vdm.load_vd(p, flows=flows, components=components, device=device, dtype=dtype)
-    attach_tokenizers(model, *nano_tokenizers(p))
-    return model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from vdnodes.core.errors import NodeInputError, RunCancelled
 from vdnodes.core.node import In, Out, Param, node
 from vdnodes.core.types import SocketType
 
-NATIVE_IMAGE_SIZE = {"full": 512}  # toy presets: twice the smallest size the UNet accepts
+NATIVE_IMAGE_SIZE = {"full": 512, "nano": 32}  # other toy presets: twice the smallest size the UNet accepts
 
 
 def _output_type(inputs: Mapping[str, SocketType], params: Mapping[str, Any]) -> dict[str, SocketType]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from vdnodes.core.errors import NodeInputError
 from vdnodes.core.executor import resolve_user_path
 from vdnodes.core.node import Out, Param, node
 
-SOURCES_DOC = ("'tiny' (random weights, for tests), or a path: a diffusers VD folder, an original "
-               "VD .pth, or a vdnodes .safetensors file")
+DEFAULT_SOURCE = "nano"
+BUILTIN_SOURCES = ("nano", "tiny")
+SOURCES_DOC = ("'nano' (the embedded vd-nano, the default), 'tiny' (random weights, for tests), or a path: "
+               "a diffusers VD folder, an original VD .pth, or a vdnodes .safetensors file")
 HASH_FULL_LIMIT = 256 << 20  # files above this get a head/tail fingerprint instead of a full hash
 
 
@@ -29,7 +32,7 @@ HASH_FULL_LIMIT = 256 << 20  # files above this get a head/tail fingerprint inst
 class ModelSpec:
     """Everything that identifies one loaded model."""
 
-    source: str  # "tiny" or an absolute path
+    source: str  # "nano", "tiny" or an absolute path
     dtype: str  # "float32" | "float16" | "bfloat16"
     device: str
     seed: int = 0  # random-weight sources only
@@ -62,6 +65,48 @@ def source_files(source: str) -> list[Path]:
     return [p]
 
 
+def _source_path(source: str) -> str:
+    """The file behind a source ('nano' is the shipped weights file)."""
+    if source == "nano":
+        from vdnodes.nano.weights import NANO_WEIGHTS
+
+        return str(NANO_WEIGHTS)
+    return source
+
+
+def _source_name(source: str) -> str:
+    """How a source is named in run manifests: built-in names as they are, paths by file name."""
+    return source if source in BUILTIN_SOURCES else Path(source).name
+
+
+def _is_nano_file(source: str) -> bool:
+    from vdnodes.nano.weights import is_nano_file
+
+    return is_nano_file(source)
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """UNet layers for a new modality, added by a plugin (``PluginAPI.add_context_layers``).
+
+    ``component`` is ``"unet.context.<modality>"`` (layers that read a new conditioning
+    modality) or ``"unet.data.<modality>"`` (layers that generate a new modality).
+    ``build(config)`` returns the ``ContextGroup`` / ``DataGroup`` for a model of that
+    ``VDConfig`` with its trained weights loaded; the manager moves it to the model's device
+    and dtype and attaches it to the loaded UNet the first time a node needs it.
+    ``presets`` names the model configs it was trained for (empty: any).
+    """
+
+    component: str
+    build: Callable[[Any], Any]
+    doc: str = ""
+    presets: tuple[str, ...] = ()
+
+    @property
+    def modality(self) -> str:
+        return self.component.rsplit(".", 1)[1]
+
+
 @dataclass
 class LoadedModel:
     model: Any  # vdnodes.model.vd.VersatileDiffusion
@@ -76,22 +121,34 @@ class ModelManager:
         self._digests: dict[tuple[str, int, int], str] = {}
         self._lock = threading.RLock()
 
-    def ensure(self, spec: ModelSpec, components: set[str]) -> Any:
-        """The shared ``VersatileDiffusion`` of ``spec`` with at least ``components`` loaded."""
-        from vdnodes.model.vd import check_components
+    def ensure(self, spec: ModelSpec, components: set[str], groups: Mapping[str, ModelGroup] | None = None) -> Any:
+        """The shared ``VersatileDiffusion`` of ``spec`` with at least ``components`` loaded.
 
-        wanted = set(check_components(components))
+        Components outside VD's own (``vd.COMPONENTS``) come from ``groups``: plugin layer
+        groups, built once per model and attached to its UNet.
+        """
+        from vdnodes.model.vd import COMPONENTS, check_components
+
+        extra = {c for c in components if c not in COMPONENTS}
+        groups = groups or {}
+        unknown = sorted(c for c in extra if c not in groups)
+        if unknown:
+            raise ValueError(f"unknown model component(s) {unknown}: no plugin adds them "
+                             f"(plugin layer groups: {sorted(groups) or 'none'})")
+        wanted = set(check_components((set(components) - extra) | ({"unet.time"} if extra else set())))
         with self._lock:
             loaded = self._models.get(spec)
             missing = wanted - (loaded.components if loaded else set())
-            if not missing:
-                return loaded.model
-            part = self._load(spec, missing)
-            if loaded is None:
-                loaded = self._models[spec] = LoadedModel(part, set(part.components))
-            else:
-                _merge(loaded.model, part)
-                loaded.components |= set(part.components)
+            if missing:
+                part = self._load(spec, missing)
+                if loaded is None:
+                    loaded = self._models[spec] = LoadedModel(part, set(part.components))
+                else:
+                    _merge(loaded.model, part)
+                    loaded.components |= set(part.components)
+            for component in sorted(extra - loaded.components):
+                _attach_group(loaded.model, groups[component], spec)
+                loaded.components.add(component)
             return loaded.model
 
     def _load(self, spec: ModelSpec, components: set[str]) -> Any:
@@ -102,6 +159,11 @@ class ModelManager:
         dtype = getattr(torch, spec.dtype)
         if spec.source == "tiny":
             return _tiny_model(spec, components, dtype)
+        if spec.source == "nano" or _is_nano_file(spec.source):
+            from vdnodes.nano.weights import load_nano
+
+            path = None if spec.source == "nano" else spec.source
+            return load_nano(spec.device, dtype, path=path, components=components)
         extras = {k: getattr(spec, k) or None for k in ("image_vae", "text_vae", "clip", "optimus_vocab")}
         return vd.load_vd(spec.source, components=components, device=spec.device, dtype=dtype, **extras)
 
@@ -110,7 +172,7 @@ class ModelManager:
         if spec.source == "tiny":
             return {"tiny": f"random-init seed {spec.seed}"}
         out = {}
-        paths = [*source_files(spec.source), *(Path(p) for p in (spec.image_vae, spec.text_vae, spec.clip) if p)]
+        paths = [*source_files(_source_path(spec.source)), *(Path(p) for p in (spec.image_vae, spec.text_vae, spec.clip) if p)]
         for path in paths:
             st = path.stat()
             key = (str(path), st.st_size, st.st_mtime_ns)
@@ -124,8 +186,7 @@ class ModelManager:
         """Weight digests of every loaded model, for the run manifest saved into outputs."""
         with self._lock:
             specs = list(self._models)
-        return {"models": [{"source": s.source if s.source == "tiny" else Path(s.source).name,
-                            "dtype": s.dtype, "device": s.device,
+        return {"models": [{"source": _source_name(s.source), "dtype": s.dtype, "device": s.device,
                             "weights": self.weight_digests(s)} for s in specs]}
 
     def loaded(self) -> dict[ModelSpec, set[str]]:
@@ -165,6 +226,22 @@ def _randomise_zero_inits(model: Any) -> None:
             torch.nn.init.normal_(p, std=0.02)
 
 
+def _attach_group(model: Any, group: ModelGroup, spec: ModelSpec) -> None:
+    """Build a plugin's layer group for ``model`` and add it to the model's UNet."""
+    import torch
+
+    config = model.config
+    if group.presets and config.name not in group.presets:
+        raise ValueError(f"{group.component} was trained for the {', '.join(group.presets)} model, "
+                         f"not for {config.name!r} (model source {_source_name(spec.source)!r})")
+    module = group.build(config).to(device=spec.device, dtype=getattr(torch, spec.dtype)).eval()
+    kind = group.component.split(".")[1]
+    if kind == "context":
+        model.unet.add_context_group(group.modality, module)
+    else:
+        model.unet.add_data_group(group.modality, module)
+
+
 def _merge(master: Any, part: Any) -> None:
     """Move the components of ``part`` into ``master`` (both ``VersatileDiffusion``)."""
     from vdnodes.model.vd import NotLoaded
@@ -201,6 +278,7 @@ class VDHandle:
 
     spec: ModelSpec
     manager: ModelManager = field(compare=False, repr=False)
+    groups: Mapping[str, ModelGroup] = field(default_factory=dict, compare=False, repr=False)  # plugin layers
 
     @property
     def device(self) -> str:
@@ -213,7 +291,7 @@ class VDHandle:
         return getattr(torch, self.spec.dtype)
 
     def model(self, *components: str) -> Any:
-        return self.manager.ensure(self.spec, set(components))
+        return self.manager.ensure(self.spec, set(components), self.groups)
 
     def config(self) -> Any:
         """The model's ``VDConfig`` (loads nothing beyond what is already loaded, except for tiny)."""
@@ -240,8 +318,7 @@ class VDHandle:
         return self.model(*comps).vae_text
 
     def manifest(self) -> dict[str, Any]:
-        return {"source": self.spec.source if self.spec.source == "tiny" else Path(self.spec.source).name,
-                "dtype": self.spec.dtype, "device": self.spec.device,
+        return {"source": _source_name(self.spec.source), "dtype": self.spec.dtype, "device": self.spec.device,
                 "weights": self.manager.weight_digests(self.spec)}
 
 
@@ -249,7 +326,7 @@ def _model_fingerprint(params: Any, env: Any) -> str:
     source = params["source"]
     if source == "tiny":
         return "tiny"
-    path = Path(resolve_user_path(source, env["base_dir"]))
+    path = Path(_source_path(source) if source == "nano" else resolve_user_path(source, env["base_dir"]))
     try:
         files = source_files(str(path))
         return ";".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
@@ -262,6 +339,12 @@ def _model_preflight(params: Any, env: Any) -> str | None:
     for name in ("source", "image_vae", "text_vae", "clip", "optimus_vocab"):
         value = params[name]
         if not value or (name == "source" and value == "tiny"):
+            continue
+        if name == "source" and value == "nano":
+            from vdnodes.nano.weights import NANO_WEIGHTS, missing_weights_message
+
+            if not NANO_WEIGHTS.is_file():
+                return "source: " + missing_weights_message()
             continue
         path = Path(resolve_user_path(value, env["base_dir"]))
         if not path.exists():
@@ -283,7 +366,7 @@ def _resolve_optional(ctx: Any, value: str, what: str) -> str:
       doc="A Versatile Diffusion model. Components load lazily, only when a node uses them "
           "(a text->image graph never reads the text data layers or Optimus). Source: " + SOURCES_DOC + ".",
       params={
-          "source": Param("Path", "tiny", doc="Model source: " + SOURCES_DOC + ".", widget="file"),
+          "source": Param("Path", DEFAULT_SOURCE, doc="Model source: " + SOURCES_DOC + ".", widget="file"),
           "dtype": Param("Enum", "auto", choices=("auto", "float32", "float16", "bfloat16"),
                          doc="Weight dtype; 'auto' follows the run's --dtype."),
           "device": Param("Enum", "auto", choices=("auto", "cpu", "cuda"),
@@ -304,11 +387,17 @@ def load_model(ctx, source: str, dtype: str, device: str, seed: int, image_vae: 
     manager = ctx.models
     if manager is None:
         raise RuntimeError("the executor was started without a model manager (services['models'])")
-    if source != "tiny":
+    if source == "nano":
+        from vdnodes.nano.weights import NANO_WEIGHTS, missing_weights_message
+
+        if not NANO_WEIGHTS.is_file():
+            raise NodeInputError(missing_weights_message(), socket="source")
+    elif source != "tiny":
         path = Path(ctx.resolve_path(source))
         if not path.exists():
             raise NodeInputError(f"model not found: {path}", socket="source",
-                                 hint="use 'tiny' for random test weights, or a path to VD weights")
+                                 hint="use 'nano' for the embedded model, 'tiny' for random test weights, "
+                                      "or a path to VD weights")
         source = str(path)
     if device == "auto":
         device = ctx.device
@@ -321,9 +410,10 @@ def load_model(ctx, source: str, dtype: str, device: str, seed: int, image_vae: 
     spec = ModelSpec(source, ctx.dtype if dtype == "auto" else dtype, device, seed,
                      _resolve_optional(ctx, image_vae, "image_vae"), _resolve_optional(ctx, text_vae, "text_vae"),
                      _resolve_optional(ctx, clip, "clip"), _resolve_optional(ctx, optimus_vocab, "optimus_vocab"))
-    if source != "tiny":
+    if source not in BUILTIN_SOURCES:
         _check_loadable(spec)
-    return VDHandle(spec, manager)
+    groups = dict(ctx.registry.model_groups) if ctx.registry is not None else {}
+    return VDHandle(spec, manager, groups)
 
 
 def _check_loadable(spec: ModelSpec) -> None:

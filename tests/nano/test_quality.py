@@ -1,0 +1,97 @@
+"""vd-nano quality measurement: scoring rules, thresholds, grids, docs section and CLI errors.
+
+The measurement itself runs on the shortened training's model in test_train.py, and the
+shipped model's semantic check is test_shipped.py; here the scoring is checked on cases
+whose answers are known (ground-truth renders and captions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vdnodes.nano import quality as q
+from vdnodes.nano import scenes as sc
+from vdnodes.nano.grids import flow_grids, write_grids
+
+
+def _scenes(n=12, seed=3):
+    rng = np.random.default_rng(seed)
+    return [sc.sample_scene(rng) for _ in range(n)]
+
+
+def _renders(scenes):
+    return torch.from_numpy(np.stack([sc.render(s, 32).transpose(2, 0, 1) for s in scenes]) / 255.0).float()
+
+
+def test_ground_truth_outputs_score_full_marks():
+    scenes = _scenes()
+    images = _renders(scenes)
+    rates = q.score("t2i", q.Cases(scenes, images=images))
+    assert rates["t2i_color"] == rates["t2i_shape"] == rates["t2i_background"] == 1.0
+    rates = q.score("i2t", q.Cases(scenes, texts=[s.caption() for s in scenes]))
+    assert rates["i2t_color_shape"] == rates["i2t_all"] == 1.0
+    rates = q.score("t2t", q.Cases(scenes, texts=[s.caption(template=2) for s in scenes]))
+    assert rates["t2t_nouns"] == 1.0
+
+
+def test_wrong_outputs_score_zero():
+    scenes = _scenes()
+    shifted = scenes[1:] + scenes[:1]  # every image shows another scene
+    same = [a.color == b.color and a.shape == b.shape for a, b in zip(scenes, shifted)]
+    rates = q.score("i2i", q.Cases(scenes, images=_renders(shifted)))
+    assert rates["i2i_color_shape"] == pytest.approx(np.mean(same))
+    rates = q.score("t2t", q.Cases(scenes, texts=["a black background"] * len(scenes)))
+    assert rates["t2t_nouns"] == 0.0
+
+
+def test_dual_counts_the_texts_colour_and_the_images_shape():
+    scenes = [sc.Scene("triangle", "yellow", "green"), sc.Scene("circle", "red", "blue")]
+    recolored = [sc.Scene("triangle", "red", "green"), sc.Scene("circle", "red", "blue")]
+    cases = q.Cases(scenes, images=_renders(recolored), extra={"colors": ["red", "white"]})
+    rates = q.score("dual", cases)
+    assert rates["dual_text_color"] == 0.5 and rates["dual_image_shape"] == 1.0
+    assert rates["dual_text_color_image_shape"] == 0.5
+
+
+def test_thresholds_and_orderings_are_checked_both_ways():
+    rates = {"t2i_color": 0.95, "t2i_shape": 0.5, "disentangle_semantic_shape": 0.6,
+             "disentangle_style_shape": 0.4, "disentangle_style_texture": 0.2,
+             "disentangle_semantic_texture": 0.3}
+    rows = {m: met for m, _, met in q.check_thresholds(rates)}
+    assert rows["t2i_color"] and not rows["t2i_shape"]
+    assert rows["disentangle_semantic_shape > disentangle_style_shape"]
+    assert not rows["disentangle_style_texture > disentangle_semantic_texture"]
+    table = q.markdown_table({**rates, "seconds_t2i": 3.0}, 200, q.Settings())
+    assert "| t2i_shape | 50.0% | >= 80% | **no** |" in table and "Time: 3 s" in table
+
+
+def test_docs_section_is_replaced_between_markers(tmp_path):
+    doc = tmp_path / "nano.md"
+    doc.write_text(f"# title\n{q.DOCS_BEGIN}\nold\n{q.DOCS_END}\nafter\n")
+    q.update_docs(doc, "new table")
+    assert doc.read_text() == f"# title\n{q.DOCS_BEGIN}\nnew table\n{q.DOCS_END}\nafter\n"
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(ValueError, match="eval-nano"):
+        q.update_docs(tmp_path / "plain.md", "x")
+
+
+def test_grids_show_inputs_and_outputs(tmp_path):
+    scenes = _scenes(4)
+    images = _renders(scenes)
+    keep = {"t2i": q.Cases(scenes, images=images, extra={"prompts": [s.caption() for s in scenes]}),
+            "i2t": q.Cases(scenes, texts=[s.caption() for s in scenes], extra={"sources": images})}
+    grids = flow_grids(keep)
+    assert set(grids) == {"t2i", "i2t"}
+    t2i = np.asarray(grids["t2i"])
+    assert t2i.shape[1] >= 4 * 128  # four 32 px scenes scaled 4x side by side
+    paths = write_grids(keep, tmp_path)
+    assert sorted(p.name for p in paths) == ["nano_i2t.png", "nano_t2i.png"]
+
+
+def test_eval_nano_rejects_bad_options_with_exit_2(capsys, tmp_path):
+    assert q.main(["--flows", "t2i,nope"]) == 2
+    assert "unknown flow" in capsys.readouterr().err
+    assert q.main(["--weights", str(tmp_path / "missing.safetensors")]) == 2
+    assert "train-nano" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""The shipped vd-nano weights: where they live, how they load, how training writes them.
+
+A vd-nano file is a vdnodes ``.safetensors`` VD checkpoint (fp16, config in the metadata)
+whose metadata also holds the word lists of its tokenizers (``"tokenizers"``) and a training
+record (``"training"``). ``load_vd`` alone would give it CLIP's BPE tokenizer and no Optimus
+tokenizers; ``load_nano`` attaches the right ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vdnodes.model import checkpoints as ck
+from vdnodes.model import vd as vdm
+from vdnodes.nano.tokenizers import build_tokenizers
+
+WEIGHTS_NAME = "vd-nano.safetensors"
+NANO_WEIGHTS = Path(__file__).resolve().parent / "weights" / WEIGHTS_NAME
+
+
+def save_nano(model: vdm.VersatileDiffusion, path: Path, tokenizers: dict[str, Any],
+              training: dict[str, Any]) -> Path:
+    """Write ``model`` as fp16 safetensors with its config, tokenizer words and training record."""
+    half = copy.deepcopy(model).to("cpu").half()
+    return vdm.save_vd(half, path, {"tokenizers": tokenizers, "training": training, "dtype": "float16"})
+
+
+def file_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (reads the header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises its own error types for malformed headers
+        raise ck.CheckpointError(f"cannot read the safetensors header of {str(path)!r}: {e}") from None
+
+
+def is_nano_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file carrying vd-nano tokenizer words."""
+    p = Path(path)
+    return p.is_file() and p.suffix == ".safetensors" and "tokenizers" in file_metadata(p)
+
+
+def nano_tokenizers(path: str | os.PathLike) -> tuple[Any, tuple[Any, Any]]:
+    """(CLIP tokenizer, (Optimus encoder, decoder) tokenizers) stored in a vd-nano weights file."""
+    meta = file_metadata(path)
+    if "tokenizers" not in meta:
+        raise ck.CheckpointError(f"{str(path)!r} has no tokenizer words in its metadata; is it a vd-nano file?")
+    clip_tok, optimus_tok = build_tokenizers(json.loads(meta["tokenizers"]))
+    return clip_tok, tuple(optimus_tok)
+
+
+def training_record(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The training record stored in a vd-nano file (budget, seed, steps, per-stage results)."""
+    meta = file_metadata(path or NANO_WEIGHTS)
+    return json.loads(meta.get("training", "{}"))
+
+
+def attach_tokenizers(model: vdm.VersatileDiffusion, clip_tok: Any, optimus_tok: tuple[Any, Any]) -> None:
+    """Give a loaded nano model its word tokenizers (``load_vd`` only knows CLIP's BPE)."""
+    if model.clip_text is not None:
+        model.clip_text._tokenizer = clip_tok
+    if model.vae_text is not None:
+        model.vae_text.encoder_tokenizer, model.vae_text.decoder_tokenizer = optimus_tok
+
+
+def missing_weights_message(path: Path = NANO_WEIGHTS) -> str:
+    return (f"vd-nano weights not found at {path}. Train them with `vdnodes train-nano --install` "
+            "(about 1.5 hours on 2 CPU cores), or pass the path of a vd-nano.safetensors file.")
+
+
+def load_nano(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
+              path: str | os.PathLike | None = None, flows: str | Iterable[str] | None = None,
+              components: Iterable[str] | None = None) -> vdm.VersatileDiffusion:
+    """The shipped vd-nano (``NANO_WEIGHTS``, or ``path``) with its tokenizers attached.
+
+    ``flows`` / ``components`` load only part of it, as in ``load_vd``.
+    """
+    p = Path(path) if path is not None else NANO_WEIGHTS
+    if not p.is_file():
+        raise FileNotFoundError(missing_weights_message(p))
+    model = vdm.load_vd(p, flows=flows, components=components, device=device, dtype=dtype)
+    attach_tokenizers(model, *nano_tokenizers(p))
+    return model
