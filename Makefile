@@ -1,6 +1,6 @@
 # One command each (see README.md):
 #   make demo  - create .venv, install vdnodes, run the main example graph
-#   make test  - create .venv, install vdnodes with its dev extras, run the test suite
+#   make test  - create .venv, install vdnodes with its dev extras and the example plugins, run the tests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt | $(BIN)/python
 	$(PIP) install -q --no-deps open_clip_torch
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# The example plugins are installed too, so the tests meet them the way users do (entry points).
+$(VENV)/.installed-dev: $(VENV)/.installed plugins/minimal/pyproject.toml plugins/palette/pyproject.toml
 	$(PIP) install -q -c constraints-cpu.txt -e '.[dev]'
+	$(PIP) install -q --no-deps -e plugins/minimal -e plugins/palette
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""The ``vdnodes`` command line: run, validate, nodes, graph-from-png, gui.
+"""The ``vdnodes`` command line: run, validate, nodes, plugins, graph-from-png, gui.
 
 Exit codes: 0 ok, 1 the run failed, 2 invalid input or graph. User mistakes
 print one paragraph, never a traceback (``--debug`` shows it). Heavy imports
@@ -25,8 +25,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 run failed, 2 invalid input or graph.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    # Commands that build a registry take the plugin options (docs/plugins.md).
+    plug = argparse.ArgumentParser(add_help=False)
+    choice = plug.add_argument_group("plugins").add_mutually_exclusive_group()
+    choice.add_argument("--no-plugins", action="store_true",
+                        help="safe mode: load no plugins (also VDNODES_NO_PLUGINS=1)")
+    choice.add_argument("--plugins", metavar="NAME[,NAME...]", default=None,
+                        help="load only these plugins")
 
-    run = sub.add_parser("run", help="run a graph (JSON, or a PNG saved by vdnodes)")
+    run = sub.add_parser("run", parents=[plug], help="run a graph (JSON, or a PNG saved by vdnodes)")
     run.add_argument("graph", help="graph file: .json, or a .png that embeds a graph")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a param (or a graph input by name); repeatable")
@@ -40,25 +47,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json-events", action="store_true", help="print run events as JSON lines on stdout")
     run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    val = sub.add_parser("validate", help="type-check a graph and dry-run it without loading weights")
+    val = sub.add_parser("validate", parents=[plug],
+                         help="type-check a graph and dry-run it without loading weights")
     val.add_argument("graph")
     val.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE")
     val.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    nodes = sub.add_parser("nodes", help="list the installed node types")
+    nodes = sub.add_parser("nodes", parents=[plug], help="list the installed node types")
     fmt = nodes.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable declarations")
     fmt.add_argument("--markdown", action="store_true", help="the node reference (docs/nodes.md)")
     nodes.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    plugins = sub.add_parser("plugins", parents=[plug], help="list the plugins found: loaded, failed, skipped")
+    plugins.add_argument("--json", action="store_true", help="machine-readable report")
+    plugins.add_argument("--debug", action="store_true", help="show the traceback of each failed plugin")
+
     g2p = sub.add_parser("graph-from-png", help="print the graph embedded in a PNG saved by vdnodes")
     g2p.add_argument("png")
     g2p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    train = sub.add_parser("train-nano", add_help=False,
+    sub.add_parser("train-nano", add_help=False,
                            help="train the embedded vd-nano model (see 'vdnodes train-nano --help')")
+    sub.add_parser("eval-nano", add_help=False,
+                   help="measure vd-nano's flows with the scene checker (see 'vdnodes eval-nano --help')")
 
-    gui = sub.add_parser("gui", help="open the desktop canvas (needs: pip install 'vdnodes[gui]')")
+    gui = sub.add_parser("gui", parents=[plug], help="open the desktop canvas (needs: pip install 'vdnodes[gui]')")
     gui.add_argument("graph", nargs="?", default=None, help="graph to open: .json, or a .png saved by vdnodes")
     gui.add_argument("--out", default="out", metavar="DIR", help="folder for saved outputs (default: out)")
     gui.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
@@ -73,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vdnodes.nano.train import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["eval-nano"]:
+        from vdnodes.nano.quality import main as eval_main
+
+        return eval_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
@@ -100,17 +118,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _registry():
-    from vdnodes.nodes import build_registry
+def _registry(args: argparse.Namespace):
+    return _registry_and_report(args)[0]
 
-    return build_registry()
+
+def _registry_and_report(args: argparse.Namespace, *, warn: bool = True):
+    """The core nodes plus the plugins the options allow; plugin failures are warnings on stderr."""
+    from vdnodes.core.errors import UserInputError
+    from vdnodes.nodes import build_registry_with_plugins
+    from vdnodes.plugins import parse_allow
+
+    allow = None
+    if args.plugins is not None:
+        allow = parse_allow(args.plugins)
+        if not allow:
+            raise UserInputError("--plugins: give one or more plugin names separated by commas, e.g. "
+                                 "--plugins minimal,palette (or --no-plugins for none)")
+    # An explicit --plugins list loads those plugins even when VDNODES_NO_PLUGINS is set.
+    enabled = False if args.no_plugins else (True if allow else None)
+    registry, report = build_registry_with_plugins(enabled=enabled, allow=allow)
+    args.plugin_report = report
+    if report.missing:
+        from vdnodes.core.types import suggest
+
+        found = sorted({p.name for p in report.plugins})
+        names = ", ".join(repr(n) + suggest(n, found) for n in report.missing)
+        raise UserInputError(f"--plugins: no plugin named {names} was found "
+                             f"(found: {', '.join(found) or 'none'}); 'vdnodes plugins' lists what is installed")
+    if warn:
+        for line in report.warnings():
+            print(f"vdnodes: warning: {line}", file=sys.stderr)
+        if report.failed:
+            print("vdnodes: warning: 'vdnodes plugins' shows the details; --no-plugins starts without plugins",
+                  file=sys.stderr)
+        for p in report.failed if args.debug else ():
+            print(p.detail, file=sys.stderr, end="")
+    return registry, report
 
 
 def _load(args: argparse.Namespace, registry: Any):
     from vdnodes.core.errors import GraphError
     from vdnodes.core.graph import load_graph, set_param, validate
 
-    graph = load_graph(args.graph, registry)
+    try:
+        graph = load_graph(args.graph, registry)
+    except GraphError as e:
+        raise _with_plugin_hint(e, getattr(args, "plugin_report", None)) from None
     for item in args.sets:
         target, eq, value = item.partition("=")
         if not eq:
@@ -124,11 +177,29 @@ def _load(args: argparse.Namespace, registry: Any):
     return graph
 
 
+def _with_plugin_hint(error: Any, report: Any) -> Any:
+    """An unknown node type may belong to a plugin that is off or failed: say so in its hint."""
+    from dataclasses import replace
+
+    from vdnodes.core.errors import GraphError
+
+    if report is None:
+        return error
+    if report.safe_mode:
+        hint = "plugins are off: --no-plugins or VDNODES_NO_PLUGINS=1; it may come from a plugin"
+    elif report.failed or report.skipped:
+        hint = "it may come from a plugin that was not loaded; see 'vdnodes plugins'"
+    else:
+        return error
+    problems = [replace(p, hint=hint) if p.message.startswith("unknown node type") else p for p in error.problems]
+    return GraphError(problems, error.source)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vdnodes.core.executor import Executor
     from vdnodes.console import JsonEventWriter, ProgressPrinter
 
-    registry = _registry()
+    registry = _registry(args)
     graph = _load(args, registry)
     device = _check_device(args.device)
     sink = JsonEventWriter() if args.json_events else ProgressPrinter()
@@ -186,7 +257,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from vdnodes.core.errors import GraphError
     from vdnodes.core.executor import Executor
 
-    registry = _registry()
+    registry = _registry(args)
     graph = _load(args, registry)
     problems = Executor(registry).preflight(graph)
     if problems:
@@ -202,7 +273,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_nodes(args: argparse.Namespace) -> int:
     from vdnodes.docgen import node_to_dict, registry_markdown
 
-    registry = _registry()
+    registry = _registry(args)
     if args.json:
         print(json.dumps([node_to_dict(d) for d in registry], indent=2, default=str))
     elif args.markdown:
@@ -212,7 +283,38 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             print(f"{category}:")
             for d in decls:
                 first = d.doc.split(". ")[0].rstrip(".")
-                print(f"  {d.id:<28} {d.version:<8} {first}")
+                origin = f"  [plugin {d.plugin}]" if d.plugin else ""
+                print(f"  {d.id:<28} {d.version:<8} {first}{origin}")
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """What was found, and for each plugin: loaded (with what it added), failed (why) or skipped."""
+    from vdnodes.plugins import ENTRY_POINT_GROUP, PATH_ENV, plugin_path
+
+    _, report = _registry_and_report(args, warn=False)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "plugin_path": plugin_path()}, indent=2))
+        return EXIT_OK
+    for line in report.problems:
+        print(f"problem: {line}")
+    if not report.plugins:
+        path = os.pathsep.join(plugin_path()) or "not set"
+        print(f"no plugins found (entry-point group '{ENTRY_POINT_GROUP}'; {PATH_ENV}: {path})")
+        return EXIT_OK
+    width = max(len(p.name) for p in report.plugins)
+    for p in report.plugins:
+        print(f"{p.status:<8} {p.name:<{width}}  {p.version or '-':<8} {p.origin}")
+        if p.status == "failed":
+            print(f"{'':9}{p.reason}")
+            if args.debug and p.detail:
+                print("".join(f"{'':9}{line}\n" for line in p.detail.rstrip().splitlines()), end="")
+        elif p.status == "skipped":
+            print(f"{'':9}{p.reason}")
+        added = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.adds.items() if v)
+        if added and p.status == "loaded":
+            print(f"{'':9}{added}")
+    print(report.summary())
     return EXIT_OK
 
 
@@ -239,10 +341,12 @@ def cmd_gui(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gui"))
         import vdnodes_gui
     device = _check_device(args.device)
-    return vdnodes_gui.launch(args.graph, out_dir=args.out, device=device)
+    registry, report = _registry_and_report(args)
+    return vdnodes_gui.launch(args.graph, out_dir=args.out, device=device, registry=registry,
+                              plugin_report=report)
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes,
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "plugins": cmd_plugins,
             "graph-from-png": cmd_graph_from_png, "gui": cmd_gui}
 
 

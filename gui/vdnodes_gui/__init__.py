@@ -20,11 +20,11 @@ guard_singleton_refcounts()
 __all__ = ["launch"]
 
 
-def launch(graph=None, *, out_dir: str = "out", device: str = "cpu") -> int:
+def launch(graph=None, *, out_dir: str = "out", device: str = "cpu", registry=None, plugin_report=None) -> int:
     """Open the canvas (optionally with a graph) and block until it closes; see ``vdnodes_gui.app.run``.
 
     (Not called ``run``: that name is the ``vdnodes_gui.run`` module, the worker thread.)
     """
     from vdnodes_gui.app import run as _run
 
-    return _run(graph, out_dir=out_dir, device=device)
+    return _run(graph, out_dir=out_dir, device=device, registry=registry, plugin_report=plugin_report)

@@ -21,6 +21,7 @@ from vdnodes.core.errors import GraphError, NodeError, UserInputError, VDNodesEr
 from vdnodes.core.executor import Executor, RunResult
 from vdnodes.core.graph import Graph, save_graph, validate
 from vdnodes.core.registry import Registry
+from vdnodes.plugins import PluginReport
 
 from vdnodes_gui.document import GraphDocument, NodeState
 from vdnodes_gui.editor import Editor
@@ -47,13 +48,15 @@ class MainWindow(QMainWindow):
     """One graph document in one window, with one executor (its cache lives as long as the window)."""
 
     def __init__(self, registry: Registry | None = None, *, executor: Executor | None = None,
-                 out_dir: str = "out", device: str = "cpu") -> None:
+                 out_dir: str = "out", device: str = "cpu", plugin_report: PluginReport | None = None) -> None:
         super().__init__()
         if registry is None:
             from vdnodes.nodes import build_registry
 
             registry = build_registry()
         self.registry = registry
+        self.plugin_report = plugin_report  # how the registry's plugins loaded (None: not asked)
+        self.plugins_box: QMessageBox | None = None
         self.doc = GraphDocument(registry)
         self.undo = QUndoStack(self)
         self.editor = Editor(self.doc, self.undo)
@@ -73,6 +76,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self._update_title()
         self._update_run_actions()
+        self._report_plugins()
 
     # -- construction -------------------------------------------------------------------
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -91,6 +95,9 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(inspector, output, Qt.Vertical)
         self.resizeDocks([left, inspector], [200, 320], Qt.Horizontal)
         self.resizeDocks([inspector, output], [440, 360], Qt.Vertical)
+        self.plugin_label = QLabel("")
+        self.plugin_label.setObjectName("dim")
+        self.statusBar().addPermanentWidget(self.plugin_label)
         self.run_label = QLabel("")
         self.run_label.setObjectName("dim")
         self.statusBar().addPermanentWidget(self.run_label)
@@ -131,6 +138,7 @@ class MainWindow(QMainWindow):
         self.act_fit = a("Fit to View", self.view.fit, ["F"], canvas_only=True)
         self.act_run = a("\u25b6  Run", self.run_graph, ["Ctrl+Return", "Ctrl+Enter"], "Run the graph")
         self.act_cancel = a("\u25a0  Cancel", self.cancel_run, ["Ctrl+."], "Cancel the run")
+        self.act_plugins = a("Plugins...", self.show_plugins, tip="Which plugins loaded, and why others did not")
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addActions([self.act_new, self.act_open, self.act_save, self.act_save_as])
         file_menu.addSeparator()
@@ -144,6 +152,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.act_fit)
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addActions([self.act_run, self.act_cancel])
+        self.menuBar().addMenu("&Help").addAction(self.act_plugins)
         bar = QToolBar("Main")
         bar.setObjectName("main-toolbar")
         bar.setMovable(False)
@@ -189,6 +198,51 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, timeout_ms: int = 10000) -> None:
         self.last_message = text
         self.statusBar().showMessage(text, timeout_ms)
+
+    def _report_plugins(self) -> None:
+        """Plugin outcome: a status-bar summary, a line per plugin in the log, a message on failure."""
+        report = self.plugin_report
+        if report is None or (not report.plugins and not report.problems and not report.safe_mode):
+            return
+        self.plugin_label.setText(report.summary())
+        self.plugin_label.setToolTip(self.plugins_text())
+        for p in report.loaded:
+            self.viewer.log(f"plugin {p.name} {p.version} loaded")
+        for line in report.warnings():
+            self.viewer.log(f"warning: {line}")
+        if report.failed:
+            names = ", ".join(p.name for p in report.failed)
+            n = len(report.failed)
+            self.show_message(f"{n} plugin{'s' if n != 1 else ''} could not be loaded ({names}); "
+                              "see Help \u203a Plugins", 0)
+
+    def plugins_text(self) -> str:
+        """Every plugin found and what became of it, as plain text (the Plugins dialog)."""
+        report = self.plugin_report
+        if report is None:
+            return "Plugins were not loaded in this window."
+        lines = []
+        for p in report.plugins:
+            head = f"{p.name} {p.version}".strip()
+            if p.status == "loaded":
+                added = "; ".join(f"{k}: {', '.join(v)}" for k, v in p.adds.items() if v)
+                lines.append(f"\u2713 {head}: loaded" + (f" ({added})" if added else ""))
+            else:
+                mark = "\u2717" if p.status == "failed" else "\u2013"
+                lines.append(f"{mark} {head}: {p.status}: {p.reason}")
+        lines += [f"! {line}" for line in report.problems]
+        return "\n".join(lines) or "No plugins found (see docs/plugins.md)."
+
+    def show_plugins(self) -> QMessageBox:
+        """Help > Plugins: what loaded and what failed, with the reasons (not modal)."""
+        box = QMessageBox(QMessageBox.Warning if self.plugin_report and self.plugin_report.failed
+                          else QMessageBox.Information, "Plugins",
+                          self.plugin_report.summary() if self.plugin_report else "Plugins", QMessageBox.Close, self)
+        box.setInformativeText(self.plugins_text())
+        box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        box.open()
+        self.plugins_box = box
+        return box
 
     def _show_refusal_tip(self, why: str, scene_pos: QPointF) -> None:
         where = self.view.viewport().mapToGlobal(self.view.mapFromScene(scene_pos))

@@ -89,8 +89,9 @@ class Palette(QWidget):
             for decl in decls:
                 item = QTreeWidgetItem([decl.display_name])
                 item.setData(0, TYPE_ROLE, decl.id)
+                origin = f"<br><i>from plugin {decl.plugin}</i>" if decl.plugin else ""
                 item.setToolTip(0, f"<b>{decl.display_name}</b> <span style='color:{theme.TEXT_DIM}'>"
-                                   f"{decl.id} {decl.version}</span><br>{decl.doc}")
+                                   f"{decl.id} {decl.version}</span><br>{decl.doc}{origin}")
                 item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsDragEnabled)
                 top.addChild(item)
                 self.items[decl.id] = item

@@ -25,7 +25,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT / "gui"))
 
-from vdnodes.nodes import build_registry  # noqa: E402
+from vdnodes.nodes import build_registry_with_plugins  # noqa: E402
 
 from vdnodes_gui.app import application  # noqa: E402
 from vdnodes_gui.main_window import MainWindow  # noqa: E402
@@ -33,7 +33,8 @@ from vdnodes_gui.main_window import MainWindow  # noqa: E402
 
 @pytest.fixture(scope="session")
 def registry():
-    return build_registry()
+    """The core nodes plus the installed plugins, as `vdnodes gui` builds it."""
+    return build_registry_with_plugins()[0]
 
 
 @pytest.fixture

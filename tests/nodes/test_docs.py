@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_node_reference_is_current():
     current = (ROOT / "docs" / "nodes.md").read_text()
     fresh = registry_markdown(build_registry())
-    assert current == fresh, "docs/nodes.md is stale: run `vdnodes nodes --markdown > docs/nodes.md`"
+    assert current == fresh, "docs/nodes.md is stale: run `vdnodes nodes --markdown --no-plugins > docs/nodes.md`"
 
 
 def test_every_node_is_documented():

@@ -32,6 +32,13 @@ class Registry:
         self._owner: dict[str, str] = {}  # node id -> "core" or plugin name
         # Graph-file format migrations: from format version N to N+1.
         self.file_migrations: dict[int, FileMigration] = {}
+        # Extra UNet layer groups, by component name ("unet.context.<modality>" or
+        # "unet.data.<modality>"): objects with a ``build`` method (``vdnodes.nodes.models.ModelGroup``).
+        # Kept opaque here so the core never imports torch.
+        self.model_groups: dict[str, Any] = {}
+        self._group_owner: dict[str, str] = {}
+        # Who added each type, modality and file migration: ("type", name) -> "core" or plugin name.
+        self._other_owner: dict[tuple[str, str], str] = {}
 
     # -- registration -------------------------------------------------------
     def register(self, decl: NodeDecl, *, owner: str = "core") -> NodeDecl:
@@ -64,16 +71,62 @@ class Registry:
         ]
         return [self.register(d, owner=owner) for d in found]
 
-    def add_type(self, typedef: TypeDef) -> None:
+    def add_type(self, typedef: TypeDef, *, owner: str = "core") -> None:
+        if typedef.name in self.types.defs:
+            raise RegistryError(f"socket type {typedef.name!r} is already registered by "
+                                f"{self.owner_of('type', typedef.name)!r}; it cannot be replaced")
         self.types.add(typedef)
+        self._other_owner[("type", typedef.name)] = owner
 
-    def add_modality(self, name: str, doc: str) -> None:
+    def add_modality(self, name: str, doc: str, *, owner: str = "core") -> None:
+        if name in self.types.modalities:
+            raise RegistryError(f"modality {name!r} is already registered by "
+                                f"{self.owner_of('modality', name)!r}")
         self.types.add_modality(name, doc)
+        self._other_owner[("modality", name)] = owner
 
-    def add_file_migration(self, from_version: int, upgrade: FileMigration) -> None:
+    def add_model_group(self, component: str, provider: Any, *, owner: str = "core") -> None:
+        """Add a UNet layer group for a new modality (``unet.context.<m>`` or ``unet.data.<m>``).
+
+        ``provider.build(config)`` returns the group's module with its weights; the model
+        manager attaches it to a loaded UNet the first time a node asks for that modality.
+        """
+        kind, _, modality = component.removeprefix("unet.").partition(".")
+        if not component.startswith("unet.") or kind not in ("context", "data") or not modality.isidentifier():
+            raise RegistryError(f"model group name must be 'unet.context.<modality>' or 'unet.data.<modality>', "
+                                f"got {component!r}")
+        if modality in ("image", "text"):
+            raise RegistryError(f"{component!r} is a built-in VD layer group and cannot be replaced")
+        if component in self.model_groups:
+            raise RegistryError(f"model group {component!r} is already registered by "
+                                f"{self._group_owner[component]!r}; it cannot be replaced")
+        if not callable(getattr(provider, "build", None)):
+            raise RegistryError(f"model group {component!r}: the provider needs a build(config) method")
+        self.model_groups[component] = provider
+        self._group_owner[component] = owner
+
+    def add_file_migration(self, from_version: int, upgrade: FileMigration, *, owner: str = "core") -> None:
         if from_version in self.file_migrations:
-            raise RegistryError(f"a migration from graph format version {from_version} exists")
+            raise RegistryError(f"a migration from graph format version {from_version} exists "
+                                f"(added by {self.owner_of('file_migration', str(from_version))!r})")
         self.file_migrations[from_version] = upgrade
+        self._other_owner[("file_migration", str(from_version))] = owner
+
+    # -- rollback (a plugin that fails half-way leaves nothing behind) ----------
+    def _tables(self) -> list[dict[Any, Any]]:
+        """Every table a registration writes to; a new table must be listed here."""
+        return [self._nodes, self._owner, self.file_migrations, self.model_groups, self._group_owner,
+                self._other_owner, self.types.defs, self.types.modalities]
+
+    def checkpoint(self) -> list[dict[Any, Any]]:
+        """A copy of the registry's state, for ``rollback``."""
+        return [dict(t) for t in self._tables()]
+
+    def rollback(self, checkpoint: list[dict[Any, Any]]) -> None:
+        """Forget everything registered since ``checkpoint`` (tables are restored in place)."""
+        for table, saved in zip(self._tables(), checkpoint, strict=True):
+            table.clear()
+            table.update(saved)
 
     # -- lookup -------------------------------------------------------------
     def get(self, node_type: str) -> NodeDecl:
@@ -96,6 +149,14 @@ class Registry:
 
     def owner(self, node_type: str) -> str:
         return self._owner[node_type]
+
+    def owner_of(self, kind: str, key: str) -> str:
+        """Who added a ``"node"``, ``"model_group"``, ``"type"``, ``"modality"`` or ``"file_migration"``."""
+        if kind == "node":
+            return self._owner[key]
+        if kind == "model_group":
+            return self._group_owner[key]
+        return self._other_owner.get((kind, key), "core")  # built-in types predate the registry
 
     def suggestion(self, node_type: str) -> str:
         return suggest(node_type, self._nodes)

@@ -8,8 +8,13 @@ graphs stays fast.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from vdnodes.core.registry import Registry
+
+if TYPE_CHECKING:
+    from vdnodes.plugins import PluginReport
 
 # Modules whose NodeDecls make up the core node set, in palette order.
 BUILTIN_MODULES = (
@@ -25,3 +30,17 @@ def build_registry() -> Registry:
     for name in BUILTIN_MODULES:
         registry.register_module(importlib.import_module(name))
     return registry
+
+
+def build_registry_with_plugins(*, enabled: bool | None = None, allow: Iterable[str] | None = None
+                                ) -> tuple[Registry, PluginReport]:
+    """The built-in nodes plus every plugin that loads (see ``vdnodes.plugins.load_plugins``).
+
+    ``enabled=None`` follows ``VDNODES_NO_PLUGINS``; ``allow`` names the only plugins to load.
+    A plugin that fails is skipped and reported, never raised.
+    """
+    from vdnodes.plugins import load_plugins, safe_mode_from_env
+
+    registry = build_registry()
+    report = load_plugins(registry, allow=allow, enabled=not safe_mode_from_env() if enabled is None else enabled)
+    return registry, report
