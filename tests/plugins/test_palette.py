@@ -1,0 +1,103 @@
+"""The palette modality plugin (plugins/palette), installed as users get it.
+
+What a user relies on: the plugin registers its type, modality, UNet layer group and nodes;
+colours parse (names and #rrggbb) with clear errors; a palette read from an image is the
+scene's; the palette layers join vd-nano's UNet through the model manager (no patching)
+and the example graph runs from the command line. How well the palette steers colours is
+measured by ``python -m vdnodes_palette.evaluate`` (docs/plugins.md), and checked loosely
+here on the shipped weights.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vdnodes.core.errors import NodeInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    "palette" not in {ep.name for ep in entry_points(group="vdnodes.plugins")},
+    reason="the palette plugin is not installed (make install-dev)")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from vdnodes.nodes import build_registry_with_plugins
+
+    registry, report = build_registry_with_plugins(allow=("palette",))
+    return registry
+
+
+def test_the_plugin_adds_its_type_modality_layers_and_nodes(registry):
+    assert {"palette.colors", "palette.from_image", "palette.encode"} <= set(registry.ids())
+    assert registry.owner("palette.encode") == "palette"
+    assert "palette" in registry.types.modalities and "Palette" in registry.types.defs
+    assert "unet.context.palette" in registry.model_groups
+
+
+def test_colours_parse_and_bad_ones_are_explained():
+    from vdnodes_palette.nodes import parse_color
+
+    assert parse_color("red", "object") == pytest.approx((220 / 255, 40 / 255, 40 / 255))
+    assert parse_color("#FF8000", "object") == pytest.approx((1.0, 128 / 255, 0.0))
+    assert parse_color("  ", "background") is None
+    with pytest.raises(NodeInputError, match="not a colour") as e:
+        parse_color("reddish", "object")
+    assert "#rrggbb" in e.value.hint
+
+
+def test_palette_from_image_reads_the_scene():
+    import torch
+
+    from vdnodes.nano import scenes as sc
+    from vdnodes_palette.nodes import palette_from_image
+
+    scene = sc.Scene("square", "yellow", "purple", size="large")
+    image = torch.from_numpy(sc.render(scene, 32).transpose(2, 0, 1) / 255.0).float()[None]
+    palette = palette_from_image.fn(None, image)
+    assert np.allclose(palette.object, sc.color_rgb("yellow"), atol=0.02)
+    assert np.allclose(palette.background, sc.color_rgb("purple"), atol=0.02)
+
+
+def test_palette_layers_join_the_unet_through_the_model_manager(registry):
+    from vdnodes.nano.weights import NANO_WEIGHTS
+    from vdnodes.nodes.models import ModelManager, ModelSpec
+
+    if not NANO_WEIGHTS.is_file():
+        pytest.skip("vd-nano weights not installed")
+    manager = ModelManager()
+    spec = ModelSpec("nano", "float32", "cpu")
+    model = manager.ensure(spec, {"unet.data.image", "unet.context.palette"}, registry.model_groups)
+    assert set(model.unet.context) == {"palette"}  # text/image context layers were not needed
+    assert "unet.context.palette" in manager.loaded()[spec]
+    with pytest.raises(ValueError, match="no plugin adds them"):
+        manager.ensure(spec, {"unet.context.smell"}, registry.model_groups)
+
+
+def test_the_example_graph_runs_from_the_command_line(tmp_path):
+    from vdnodes.nano.weights import NANO_WEIGHTS
+
+    if not NANO_WEIGHTS.is_file():
+        pytest.skip("vd-nano weights not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDNODES_")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "vdnodes", "run", str(ROOT / "graphs" / "palette.json"),
+                           "--out", str(tmp_path), "--set", "sample.steps=10"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (png,) = tmp_path.glob("palette_*.png")
+    from PIL import Image
+
+    from vdnodes.nano.checker import check_image
+
+    with Image.open(png) as im:
+        got = check_image(np.asarray(im.convert("RGB")))
+    assert got["color"] == "red" and got["background"] == "blue", got
