@@ -95,3 +95,21 @@ def test_eval_nano_rejects_bad_options_with_exit_2(capsys, tmp_path):
     assert "unknown flow" in capsys.readouterr().err
     assert q.main(["--weights", str(tmp_path / "missing.safetensors")]) == 2
     assert "train-nano" in capsys.readouterr().err
+
+
+def test_clip_probe_variants_change_only_the_probed_attribute():
+    for scene in _scenes(30, seed=8):
+        for attribute in q.PROBED:
+            options = q._variants(scene, attribute)
+            values = [getattr(o, attribute) for o in options]
+            assert getattr(scene, attribute) in values and len(set(values)) == len(values) >= 3
+            for o in options:  # valid scenes (they check themselves) differing in that attribute only
+                assert all(getattr(o, a) == getattr(scene, a) for a in q.PROBED if a != attribute)
+
+
+def test_clip_probe_scores_picked_values():
+    scenes = _scenes(4)
+    picked = {a: [getattr(s, a) for s in scenes] for a in q.PROBED}
+    picked["shape"] = [scenes[0].shape] + [next(x for x in sc.SHAPES if x != s.shape) for s in scenes[1:]]
+    rates = q.score("clip", q.Cases(scenes, extra={"picked": picked}))
+    assert rates["clip_shape"] == 0.25 and rates["clip_color"] == rates["clip_texture"] == 1.0

@@ -37,7 +37,9 @@ from vdnodes.nano.train import (
     fragment,
     load_nano,
     matches,
+    stage_fingerprints,
     train_nano,
+    twin,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -100,6 +102,35 @@ def test_fragments_and_matches_say_which_scenes_a_text_describes():
         assert all(parsed[a] == v for a, v in named.items() if a in ("color", "shape", "background"))
         for s, hit in zip(scenes, row):  # a scene matches iff it has every named attribute
             assert bool(hit) == all(getattr(s, a) == v for a, v in named.items())
+
+
+def test_twins_differ_from_their_scene_in_exactly_one_attribute():
+    rng = np.random.default_rng(1)
+    changed = []
+    for _ in range(400):
+        scene = sc.sample_scene(rng)
+        other = twin(scene, rng)  # a valid Scene (it checks itself), so sizes keep it inside the image
+        diff = [a for a in ("shape", "color", "background", "texture", "size") if getattr(scene, a) != getattr(other, a)]
+        assert len(diff) == 1, (scene, other)
+        assert (other.seed, other.template) == (scene.seed, scene.template)
+        if diff != ["size"]:
+            assert (other.x, other.y) == (scene.x, scene.y)
+        changed += diff
+    assert changed.count("shape") > 0.3 * len(changed)  # the attribute the towers see worst
+    assert set(changed) == {"shape", "color", "background", "texture", "size"}
+
+
+def test_stage_fingerprints_chain_only_what_a_stage_depends_on():
+    config, info = nano_config(), tokenizer_info(nano_config())
+    plan = Budget("a", vae=StageBudget(10, 8, 1e-3), clip=StageBudget(10, 8, 1e-3),
+                  optimus=StageBudget(10, 8, 1e-3), unet=StageBudget(10, 8, 1e-3))
+    base = stage_fingerprints(config, plan, 0, info)
+    longer_unet = stage_fingerprints(config, dataclasses.replace(plan, unet=StageBudget(20, 8, 1e-3)), 0, info)
+    assert [s for s in STAGES if base[s] != longer_unet[s]] == ["unet"]
+    other_clip = stage_fingerprints(config, dataclasses.replace(plan, clip=StageBudget(20, 8, 1e-3)), 0, info)
+    assert [s for s in STAGES if base[s] != other_clip[s]] == ["clip", "unet"]
+    other_seed = stage_fingerprints(config, plan, 1, info)
+    assert all(base[s] != other_seed[s] for s in STAGES)
 
 
 def test_fold_latent_scale_changes_mu_but_not_the_decoder_output():
@@ -222,6 +253,21 @@ def test_resume_refuses_other_settings(straight):
     folder, _ = straight
     with pytest.raises(ValueError, match="other settings"):
         train_nano(folder, budget=BUDGET, seed=4, device="cpu", config=small_config(), progress=False, threads=1)
+
+
+def test_a_longer_unet_budget_reuses_the_finished_encoder_stages(straight, tmp_path):
+    folder, _ = straight
+    (tmp_path / "checkpoints").mkdir()
+    for stage in ("vae", "clip", "optimus"):
+        for suffix in (".json", ".safetensors"):
+            name = f"{stage}{suffix}"
+            (tmp_path / "checkpoints" / name).write_bytes((folder / "checkpoints" / name).read_bytes())
+    longer = dataclasses.replace(BUDGET, unet=dataclasses.replace(BUDGET.unet, steps=BUDGET.unet.steps + 2))
+    seen = set()
+    train_nano(tmp_path, budget=longer, seed=3, device="cpu", config=small_config(), progress=False,
+               threads=1, on_step=lambda stage, step, m: seen.add(stage))
+    assert seen == {"unet"}  # the image VAE, CLIP and Optimus were not trained again
+    assert _state(tmp_path, "unet")["step"] == longer.unet.steps
 
 
 def test_saved_file_is_fp16_and_runs_every_flow(straight):

@@ -8,8 +8,8 @@ are small, and images are 32 x 32 px:
 - image VAE: 32 px <-> 4 x 8 x 8 latents (downsampling 4, widths 16/32/64);
 - UNet: widths 32/64/64/64, 2 ResBlocks per level, attention at levels 0-2 and the middle
   (as VD), 4 heads, context width 64, text latent 64 spread over VD's 4 positions;
-- CLIP: 96 wide, 2 layers, 64-d projection; text over a word vocabulary of 72 ids and
-  24 positions, vision 32 px in 4 px patches (65 tokens);
+- CLIP: 96 wide, 64-d projection; text 2 layers over a word vocabulary of 72 ids and
+  24 positions, vision 4 layers on 32 px in 4 px patches (65 tokens);
 - Optimus: 96 wide, 2 layers, 64-d latent, word vocabularies of 72 ids.
 
 Importing this module registers the ``"nano"`` preset (``vdnodes.model.configs.preset``).
@@ -34,7 +34,7 @@ OPTIMUS_VOCAB = 72
 
 def nano_config() -> VDConfig:
     """The vd-nano ``VDConfig`` (registered as preset ``"nano"``)."""
-    clip_width, clip_layers = 96, 2
+    clip_width, clip_layers, vision_layers = 96, 2, 4  # 4 vision layers: 2 barely told shapes apart
     return VDConfig(
         unet=UNetConfig(
             model_channels=32, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(0, 1, 2),
@@ -51,7 +51,7 @@ def nano_config() -> VDConfig:
             bos_token_id=CLIP_VOCAB - 2, eos_token_id=CLIP_VOCAB - 1, pad_token_id=CLIP_VOCAB - 1,
         ),
         clip_vision=clip_vision_config(
-            hidden_size=clip_width, intermediate_size=4 * clip_width, num_hidden_layers=clip_layers,
+            hidden_size=clip_width, intermediate_size=4 * clip_width, num_hidden_layers=vision_layers,
             num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=4, projection_dim=CONTEXT_DIM,
         ),
         optimus=tiny_optimus_config(OPTIMUS_VOCAB, OPTIMUS_VOCAB, hidden=96, layers=2, heads=4,

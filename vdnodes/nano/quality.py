@@ -23,6 +23,10 @@ Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow):
   colour word (concatenated CLIP contexts) and the rank-10 reduced image context of A, text
   share 0.67 (graphs/i2t2i_edit.json). A success shows the new colour with A's shape and
   background.
+- ``clip`` (a diagnostic of the encoders the UNet is conditioned on, no sampling): for each
+  attribute, the pooled CLIP image embedding of the scene is compared with the captions
+  that differ from the scene's own only in that attribute's word; the rate is how often the
+  true one scores highest (chance: 1 / the number of values).
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ ORDERINGS: tuple[tuple[str, str], ...] = (
     ("disentangle_semantic_shape", "disentangle_style_shape"),
     ("disentangle_style_texture", "disentangle_semantic_texture"),
 )
-FLOWS = ("t2i", "i2t", "i2i", "t2t", "dual", "disentangle", "i2t2i")
+FLOWS = ("t2i", "i2t", "i2i", "t2t", "dual", "disentangle", "i2t2i", "clip")
+PROBED = ("shape", "texture", "size", "color", "background")  # attributes the CLIP probe asks about
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +223,39 @@ class Runner:
                      extra={"sources": sources, "colors": colors,
                             "captions": self.decode_texts(caption_latents)})
 
+    def clip(self, scenes: list[sc.Scene]) -> Cases:
+        image, text = self.model.clip_image, self.model.clip_text
+        pixels = _render(scenes, self.device)
+        embeds = torch.cat([image.model(pixel_values=image.preprocess(pixels[i:i + 256])).image_embeds
+                            for i in range(0, len(pixels), 256)])
+        embeds = torch.nn.functional.normalize(embeds.float(), dim=-1)  # [N, D]
+        picked: dict[str, list[str]] = {}
+        for attribute in PROBED:
+            picked[attribute] = []
+            for scene, embed in zip(scenes, embeds):
+                options = _variants(scene, attribute)
+                ids, _ = text.tokenize([v.caption(1) for v in options])  # template 1 names every attribute
+                texts = torch.nn.functional.normalize(text.model(input_ids=ids.to(self.device)).text_embeds.float(),
+                                                      dim=-1)  # [V, D]
+                picked[attribute].append(getattr(options[int((texts @ embed).argmax())], attribute))
+        return Cases(scenes, extra={"picked": picked})
+
+
+def _variants(scene: sc.Scene, attribute: str) -> list[sc.Scene]:
+    """``scene`` with every valid value of ``attribute`` (its own included), all else kept."""
+    values = {"shape": sc.SHAPES, "texture": sc.TEXTURES, "size": tuple(sc.SIZES), "color": tuple(sc.COLORS),
+              "background": tuple(sc.COLORS)}[attribute]
+    out = []
+    for value in values:
+        change: dict[str, Any] = {attribute: value}
+        if attribute == "size":  # keep the centre inside the image
+            lo, hi = sc.position_range(value)
+            change.update(x=min(max(scene.x, lo), hi), y=min(max(scene.y, lo), hi))
+        if attribute in ("color", "background") and value == (scene.background if attribute == "color" else scene.color):
+            continue
+        out.append(dataclasses.replace(scene, **change))
+    return out
+
 
 def _checked(cases: Cases) -> list[dict[str, str | None]]:
     assert cases.images is not None
@@ -272,6 +310,9 @@ def score(flow: str, cases: Cases | tuple[Cases, Cases]) -> dict[str, float]:
                 "i2t2i_kept_background": _rate(background),
                 "i2t2i_kept_texture": _rate([g["texture"] == x.texture for g, x in zip(got, s)]),
                 "i2t2i_sentence_names_new_color": _rate(sentence)}
+    if flow == "clip":
+        picked = cases.extra["picked"]
+        return {f"clip_{a}": _rate([p == getattr(x, a) for p, x in zip(picked[a], s)]) for a in PROBED}
     raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}")
 
 
@@ -345,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``vdnodes eval-nano``: measure vd-nano's flows, print a table, write JSON (and grids/docs)."""
     parser = argparse.ArgumentParser(prog="vdnodes eval-nano", description=(
         "Measure vd-nano on held-out scenes with the rule-based checker: text->image, image->text, "
-        "image and text variation, dual-guided, disentanglement and I2T2I editing."))
+        "image and text variation, dual-guided, disentanglement and I2T2I editing, and a probe of "
+        "which attributes its CLIP tells apart."))
     parser.add_argument("--weights", default=None, help="a vd-nano .safetensors (default: the shipped one)")
     parser.add_argument("--n", type=int, default=200, help="scenes per flow (default 200)")
     parser.add_argument("--seed", type=int, default=2026)

@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -108,7 +109,7 @@ BUDGETS: dict[str, Budget] = {
     "full": Budget(
         "full",
         vae=StageBudget(steps=6000, batch=32, lr=1e-3, warmup=100),
-        clip=StageBudget(steps=1500, batch=128, lr=1e-3, warmup=100),
+        clip=StageBudget(steps=3000, batch=128, lr=1e-3, warmup=100),
         optimus=StageBudget(steps=5000, batch=128, lr=1e-3, warmup=100),
         unet=StageBudget(steps=10_000, batch=64, lr=6e-4, warmup=300),
     ),
@@ -176,6 +177,13 @@ def fragment(scene: sc.Scene, rng: np.random.Generator, require: Sequence[str] =
     return _articles(text), {a: getattr(scene, a) for a in keep}
 
 
+def describe_with(scene: sc.Scene, rng: np.random.Generator, require: Sequence[str]) -> str:
+    """A full caption (half the time) or a fragment of ``scene`` naming at least ``require``."""
+    if rng.random() < 0.5:
+        return scene.caption(int(rng.integers(len(sc.TEMPLATES))))
+    return fragment(scene, rng, require=require)[0]
+
+
 def describe(scene: sc.Scene, rng: np.random.Generator, p_fragment: float) -> tuple[str, Constraints]:
     """A fragment with probability ``p_fragment``, else the full caption with a random template."""
     if rng.random() < p_fragment:
@@ -196,14 +204,26 @@ def recolor(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
     return dataclasses.replace(scene, color=choices[int(rng.integers(len(choices)))])
 
 
-def text_naming_color(color: str, rng: np.random.Generator) -> str:
-    """A caption or a fragment of a random scene of ``color`` (the text half of a dual-guided batch)."""
-    other = sc.sample_scene(rng)
-    background = other.background if other.background != color else other.color
-    other = dataclasses.replace(other, color=color, background=background)
-    if rng.random() < 0.5:
-        return other.caption(int(rng.integers(len(sc.TEMPLATES))))
-    return fragment(other, rng, require=("color",))[0]
+# Which attribute a hard-negative twin changes (shape most often: it is the hardest to see).
+TWIN_ATTRIBUTES = ("shape",) * 4 + ("texture",) * 2 + ("size",) * 2 + ("color", "background")
+
+
+def twin(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
+    """``scene`` with exactly one attribute changed (a hard negative for the contrastive loss).
+
+    Position, noise seed and wording stay, so the two images differ only in what the changed
+    word names; a size change that would leave the image picks the nearest valid centre.
+    """
+    attribute = TWIN_ATTRIBUTES[int(rng.integers(len(TWIN_ATTRIBUTES)))]
+    values = {"shape": sc.SHAPES, "texture": sc.TEXTURES, "size": tuple(sc.SIZES), "color": tuple(sc.COLORS),
+              "background": tuple(sc.COLORS)}[attribute]
+    taken = {getattr(scene, attribute), scene.background if attribute == "color" else scene.color}
+    choices = [v for v in values if v not in taken]
+    value = choices[int(rng.integers(len(choices)))]
+    if attribute != "size":
+        return dataclasses.replace(scene, **{attribute: value})
+    lo, hi = sc.position_range(value)
+    return dataclasses.replace(scene, size=value, x=min(max(scene.x, lo), hi), y=min(max(scene.y, lo), hi))
 
 
 def render_batch(scenes: Sequence[sc.Scene], device: torch.device) -> torch.Tensor:
@@ -222,6 +242,10 @@ class Stage:
     name = ""
     title = ""
     prefixes: tuple[str, ...] = ()
+    # Bumped whenever what the stage trains on, or how, changes: checkpoints of an older recipe
+    # (and of every stage built on it) are then refused instead of silently resumed.
+    RECIPE = 1
+    after: tuple[str, ...] = ()  # stages whose frozen weights this one trains against
 
     def __init__(self, model: vdm.VersatileDiffusion, plan: Budget, seed: int, device: torch.device,
                  progress: bool = False):
@@ -308,6 +332,7 @@ class VAEStage(Stage):
 
 class CLIPStage(Stage):
     name, title, prefixes = "clip", "CLIP text + image", ("clip_text.", "clip_image.")
+    RECIPE = 2  # 2: hard-negative twins
     LOGIT_SCALE = 1.0 / 0.07
     P_FRAGMENT = 0.3
 
@@ -324,6 +349,11 @@ class CLIPStage(Stage):
 
     def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         rng, scenes = self.batch(step)
+        # The second half of the batch are twins of the first (one attribute changed, shape most
+        # often): in a random batch the scenes already differ in colour or background, so
+        # nothing would push the towers to see shape, the attribute the UNet needs most.
+        half = len(scenes) // 2
+        scenes = scenes[:half] + [twin(s, rng) for s in scenes[:half]] + scenes[2 * half:]
         texts, named = zip(*(describe(s, rng, self.P_FRAGMENT) for s in scenes))
         t, i = self.embeddings(list(texts), render_batch(scenes, self.device))
         logits = self.LOGIT_SCALE * t @ i.T  # [B texts, B images]
@@ -433,16 +463,24 @@ class ScenePool:
 
 class UNetStage(Stage):
     name, title, prefixes = "unet", "UNet, all flows", ("unet.",)
+    RECIPE = 2  # 2: dual-guided texts describe the target; min-SNR weighting
+    after = ("vae", "clip", "optimus")
     # One flow per step, in this cycle: image outputs are harder, so they come more often.
     CYCLE = ("t2i", "i2t", "i2i", "t2i", "dual", "t2t", "t2i", "i2t", "i2i", "dual")
     P_UNCOND = 0.1  # per sample: the context becomes the unconditional one (guidance)
     P_FRAGMENT = 0.2  # text contexts that name only some attributes
     P_PATCH_ONLY = 0.1  # per batch: image context without its CLS token (I2T2I uses patch tokens)
     EMA_DECAY = 0.999
+    # Min-SNR-gamma loss weighting (Hang et al. 2023): eps-loss weight min(SNR, 5) / SNR. Steps
+    # below t ~ 150 (SNR > 5) carry the largest, least learnable errors (fine detail and the VAE
+    # posterior noise) and would dominate the gradient; shapes are decided at mid noise.
+    MIN_SNR_GAMMA = 5.0
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.alphas_cumprod = sampling.vd_alphas_cumprod().to(self.device)  # [1000]
+        snr = self.alphas_cumprod / (1 - self.alphas_cumprod)
+        self.snr_weight = snr.clamp(max=self.MIN_SNR_GAMMA) / snr  # [1000], min-SNR-gamma for eps targets
         with torch.no_grad():
             self.uncond_text = self.model.clip_text.encode([""])  # [1, T, D]
         self.ema = {k: p.detach().clone() for k, p in self.model.unet.named_parameters()}
@@ -519,7 +557,10 @@ class UNetStage(Stage):
         elif flow == "dual":
             x0, xtype = self.latents(pool.recolored_moments[index]), "image"
             text_share = float(rng.uniform(0.3, 0.8))
-            texts = [text_naming_color(pool.recolored[i].color, rng) for i in index.tolist()]
+            # The text describes the target (A recoloured) and always names its colour: a text
+            # naming another scene's shape would teach the shared text context layers that shape
+            # words can be ignored, which is exactly what t2i must not learn.
+            texts = [describe_with(pool.recolored[i], rng, ("color",)) for i in index.tolist()]
             contexts = [dataclasses.replace(image_ctx(), weight=1.0 - text_share),
                         dataclasses.replace(text_ctx(texts), weight=text_share)]
         else:  # i2t, t2t: the target is a caption of the scene in a random wording
@@ -531,8 +572,9 @@ class UNetStage(Stage):
         noise = torch.randn_like(x0)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         eps = self.model.unet(xt, t, xtype, contexts)
-        loss = F.mse_loss(eps, noise)
-        return loss, {f"loss_{flow}": loss.item()}
+        per_sample = (eps - noise).square().flatten(1).mean(1)  # [B]
+        loss = (per_sample * self.snr_weight[t]).mean()
+        return loss, {f"loss_{flow}": per_sample.mean().item()}
 
     # -- EMA ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -615,7 +657,7 @@ def evaluate(model: vdm.VersatileDiffusion, n: int = 32, steps: int = 25, guidan
     out["i2t_color_shape"] = words(run("text", [img], [zeros]), scenes)
     out["t2t_color_shape"] = words(run("text", [txt], [empty]), scenes)
     targets = [recolor(s, rng) for s in scenes]
-    dual_text = model.clip_text.encode([text_naming_color(t.color, rng) for t in targets])
+    dual_text = model.clip_text.encode([t.color for t in targets])  # the colour word, as in eval-nano
     dual = run("image", [dataclasses.replace(img, weight=0.5), ContextInput(dual_text, "text", 0.5)],
                [dataclasses.replace(zeros, weight=0.5), dataclasses.replace(empty, weight=0.5)])
     out.update(_image_accuracy(scenes, model.vae_image.decode(dual), "dual_", color_of=[t.color for t in targets]))
@@ -626,22 +668,42 @@ def evaluate(model: vdm.VersatileDiffusion, n: int = 32, steps: int = 25, guidan
 # The loop: checkpoints, resume, progress
 
 
+def stage_fingerprints(config: VDConfig, plan: Budget, seed: int, tokenizers: dict[str, Any]) -> dict[str, Any]:
+    """Per stage, everything its checkpoint depends on (JSON-normalised).
+
+    The config, seed and tokenizers; the stage's own budget and ``RECIPE``; and the digests of
+    the stages it trains against. So changing the UNet's budget keeps the finished image VAE,
+    CLIP and Optimus checkpoints, while changing CLIP's recipe refuses CLIP's and the UNet's.
+    """
+    shared = {"config": config.to_dict(), "seed": seed, "tokenizers": tokenizers,
+              "calibration": plan.calibration, "pool": plan.pool}
+    out: dict[str, Any] = {}
+    for name in STAGES:
+        cls = STAGE_CLASSES[name]
+        after = {dep: hashlib.sha256(json.dumps(out[dep], sort_keys=True).encode()).hexdigest()[:16]
+                 for dep in cls.after}
+        out[name] = json.loads(json.dumps({**shared, "stage": name, "recipe": cls.RECIPE,
+                                           "budget": dataclasses.asdict(plan.stage(name)), "after": after}))
+    return out
+
+
 class _Checkpoints:
     """Per stage: ``<stage>.safetensors`` (weights + extra state), ``<stage>.optim.pt``, ``<stage>.json``."""
 
-    def __init__(self, folder: Path, fingerprint: dict[str, Any]):
+    def __init__(self, folder: Path, fingerprints: dict[str, Any]):
         self.folder = folder
-        self.fingerprint = fingerprint
+        self.fingerprints = fingerprints
 
     def state(self, stage: str) -> dict[str, Any] | None:
         path = self.folder / f"{stage}.json"
         if not path.is_file():
             return None
         state = json.loads(path.read_text())
-        if state.get("fingerprint") != self.fingerprint:
+        if state.get("fingerprint") != self.fingerprints[stage]:
             raise ValueError(
-                f"the checkpoint {path} was made with other settings (config, budget or seed); "
-                "train into another folder, or start over with resume=False (--no-resume)")
+                f"the checkpoint {path} was made with other settings (config, budget, seed or the "
+                f"training recipe of the {stage} stage or of one it builds on); train into another "
+                "folder, or start over with resume=False (--no-resume)")
         return state
 
     def save(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -655,7 +717,7 @@ class _Checkpoints:
         _atomic(self.folder / f"{stage.name}.safetensors", lambda p: save_file(tensors, str(p)))
         if optimizer is not None:
             _atomic(self.folder / f"{stage.name}.optim.pt", lambda p: torch.save(optimizer.state_dict(), p))
-        payload = {**state, "fingerprint": self.fingerprint}
+        payload = {**state, "fingerprint": self.fingerprints[stage.name]}
         _atomic(self.folder / f"{stage.name}.json", lambda p: p.write_text(json.dumps(payload, indent=1)))
 
     def load(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -797,9 +859,7 @@ def train_nano(
     if not resume and folder.exists():
         shutil.rmtree(folder)
     info = tokenizer_info(config)
-    fingerprint = {"config": config.to_dict(), "budget": dataclasses.asdict(plan), "seed": seed,
-                   "tokenizers": info}
-    checkpoints = _Checkpoints(folder, json.loads(json.dumps(fingerprint)))  # JSON-normalised
+    checkpoints = _Checkpoints(folder, stage_fingerprints(config, plan, seed, info))
 
     clip_tok, optimus_tok = build_tokenizers(info)
     devices = [dev.index or 0] if dev.type == "cuda" else []
