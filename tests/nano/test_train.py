@@ -120,7 +120,7 @@ def test_twins_differ_from_their_scene_in_exactly_one_attribute():
     assert set(changed) == {"shape", "color", "background", "texture", "size"}
 
 
-def test_stage_fingerprints_chain_only_what_a_stage_depends_on():
+def test_stage_fingerprints_chain_only_what_a_stage_depends_on(monkeypatch):
     config, info = nano_config(), tokenizer_info(nano_config())
     plan = Budget("a", vae=StageBudget(10, 8, 1e-3), clip=StageBudget(10, 8, 1e-3),
                   optimus=StageBudget(10, 8, 1e-3), unet=StageBudget(10, 8, 1e-3))
@@ -129,6 +129,20 @@ def test_stage_fingerprints_chain_only_what_a_stage_depends_on():
     assert [s for s in STAGES if base[s] != longer_unet[s]] == ["unet"]
     other_clip = stage_fingerprints(config, dataclasses.replace(plan, clip=StageBudget(20, 8, 1e-3)), 0, info)
     assert [s for s in STAGES if base[s] != other_clip[s]] == ["clip", "unet"]
+    wider = dataclasses.replace(config, unet=dataclasses.replace(config.unet, model_channels=64))
+    assert [s for s in STAGES if base[s] != stage_fingerprints(wider, plan, 0, info)[s]] == ["unet"]
+    bigger_pool = stage_fingerprints(config, dataclasses.replace(plan, pool=plan.pool + 1), 0, info)
+    assert [s for s in STAGES if base[s] != bigger_pool[s]] == ["unet"]
+    other_clip_width = dataclasses.replace(config, clip_vision=clip_vision_config(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+        patch_size=4, projection_dim=64))
+    assert [s for s in STAGES if base[s] != stage_fingerprints(other_clip_width, plan, 0, info)[s]] == ["clip", "unet"]
+    import transformers.configuration_utils as tcu
+
+    monkeypatch.setattr(tcu, "__version__", "5.0.0")  # the version CLIP's config dicts record
+    assert config.to_dict()["clip_text"]["transformers_version"] == "5.0.0"
+    assert stage_fingerprints(config, plan, 0, info) == base  # a transformers upgrade keeps checkpoints
+    monkeypatch.undo()
     other_seed = stage_fingerprints(config, plan, 1, info)
     assert all(base[s] != other_seed[s] for s in STAGES)
 

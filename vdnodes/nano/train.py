@@ -246,6 +246,8 @@ class Stage:
     # (and of every stage built on it) are then refused instead of silently resumed.
     RECIPE = 1
     after: tuple[str, ...] = ()  # stages whose frozen weights this one trains against
+    config_parts: tuple[str, ...] = ()  # ``VDConfig.to_dict()`` sections of what it trains
+    settings: tuple[str, ...] = ()  # ``Budget`` fields besides its own ``StageBudget`` that it reads
 
     def __init__(self, model: vdm.VersatileDiffusion, plan: Budget, seed: int, device: torch.device,
                  progress: bool = False):
@@ -293,6 +295,7 @@ class Stage:
 
 class VAEStage(Stage):
     name, title, prefixes = "vae", "image VAE", ("vae_image.",)
+    config_parts, settings = ("vae",), ("calibration",)
     KL_WEIGHT = 1e-5  # per latent element, against per-pixel reconstruction terms
     EDGE_WEIGHT = 0.5
 
@@ -332,6 +335,7 @@ class VAEStage(Stage):
 
 class CLIPStage(Stage):
     name, title, prefixes = "clip", "CLIP text + image", ("clip_text.", "clip_image.")
+    config_parts, settings = ("clip_text", "clip_vision"), ()
     RECIPE = 2  # 2: hard-negative twins
     LOGIT_SCALE = 1.0 / 0.07
     P_FRAGMENT = 0.3
@@ -378,6 +382,7 @@ class CLIPStage(Stage):
 
 class OptimusStage(Stage):
     name, title, prefixes = "optimus", "Optimus text VAE", ("vae_text.",)
+    config_parts, settings = ("optimus",), ("calibration",)
     BETA = 0.05  # KL weight after the ramp
     FREE_BITS = 0.05  # nats per latent dimension below which KL is not penalised
     RAMP = 0.3  # share of the steps over which the posterior noise and beta ramp up from 0
@@ -463,6 +468,7 @@ class ScenePool:
 
 class UNetStage(Stage):
     name, title, prefixes = "unet", "UNet, all flows", ("unet.",)
+    config_parts, settings = ("unet",), ("pool",)
     RECIPE = 2  # 2: dual-guided texts describe the target; min-SNR weighting
     after = ("vae", "clip", "optimus")
     # One flow per step, in this cycle: image outputs are harder, so they come more often.
@@ -526,7 +532,8 @@ class UNetStage(Stage):
 
     # -- one step -----------------------------------------------------------------------------
     def prepare(self) -> None:
-        self.pool = self.encode_pool(self.plan.pool)
+        if self.pool is None:  # a pool handed over (a sweep's timing probe) is kept
+            self.pool = self.encode_pool(self.plan.pool)
 
     def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         pool = self.pool
@@ -671,19 +678,26 @@ def evaluate(model: vdm.VersatileDiffusion, n: int = 32, steps: int = 25, guidan
 def stage_fingerprints(config: VDConfig, plan: Budget, seed: int, tokenizers: dict[str, Any]) -> dict[str, Any]:
     """Per stage, everything its checkpoint depends on (JSON-normalised).
 
-    The config, seed and tokenizers; the stage's own budget and ``RECIPE``; and the digests of
-    the stages it trains against. So changing the UNet's budget keeps the finished image VAE,
-    CLIP and Optimus checkpoints, while changing CLIP's recipe refuses CLIP's and the UNet's.
+    The config sections of the components it trains (``config_parts``), the seed and
+    tokenizers, the budget settings it reads (``settings``), its own budget and ``RECIPE``,
+    and the digests of the stages it trains against. So a longer or wider UNet keeps the
+    finished image VAE, CLIP and Optimus checkpoints, while changing CLIP's recipe refuses
+    CLIP's and the UNet's.
     """
-    shared = {"config": config.to_dict(), "seed": seed, "tokenizers": tokenizers,
-              "calibration": plan.calibration, "pool": plan.pool}
+    # transformers writes its own version into CLIP's config dicts: not a setting, so left out
+    # (upgrading transformers must not invalidate finished checkpoints).
+    sections = {part: {k: v for k, v in section.items() if k != "transformers_version"}
+                if isinstance(section, dict) else section for part, section in config.to_dict().items()}
+    settings = {"calibration": plan.calibration, "pool": plan.pool}
     out: dict[str, Any] = {}
     for name in STAGES:
         cls = STAGE_CLASSES[name]
         after = {dep: hashlib.sha256(json.dumps(out[dep], sort_keys=True).encode()).hexdigest()[:16]
                  for dep in cls.after}
-        out[name] = json.loads(json.dumps({**shared, "stage": name, "recipe": cls.RECIPE,
-                                           "budget": dataclasses.asdict(plan.stage(name)), "after": after}))
+        out[name] = json.loads(json.dumps({
+            "config": {part: sections[part] for part in cls.config_parts}, "seed": seed, "tokenizers": tokenizers,
+            **{k: v for k, v in settings.items() if k in cls.settings}, "stage": name, "recipe": cls.RECIPE,
+            "budget": dataclasses.asdict(plan.stage(name)), "after": after}))
     return out
 
 
