@@ -113,3 +113,12 @@ def test_clip_probe_scores_picked_values():
     picked["shape"] = [scenes[0].shape] + [next(x for x in sc.SHAPES if x != s.shape) for s in scenes[1:]]
     rates = q.score("clip", q.Cases(scenes, extra={"picked": picked}))
     assert rates["clip_shape"] == 0.25 and rates["clip_color"] == rates["clip_texture"] == 1.0
+
+
+def test_vae_flow_scores_reconstructions_with_the_checker():
+    scenes = q._scenes(6, 3)
+    good = q._render(scenes, torch.device("cpu"))
+    rates = q.score("vae", q.Cases(scenes, images=good))
+    assert rates == {"vae_color": 1.0, "vae_shape": 1.0, "vae_texture": 1.0}
+    blank = torch.zeros_like(good)  # black images: colour and shape lost
+    assert q.score("vae", q.Cases(scenes, images=blank))["vae_shape"] < 0.5

@@ -98,6 +98,9 @@ def flow_grids(keep: dict[str, Any], n: int = COLUMNS) -> dict[str, Image.Image]
         out["i2t2i"] = grid([("input", list(c.extra["sources"][:n]), c.extra["captions"][:n]),
                              ("edit", none, edits), ("edited sentence", none, c.texts[:n]),
                              ("I2T2I", list(c.images[:n]), [])])
+    if "vae" in keep:
+        c = keep["vae"]
+        out["vae"] = grid([("input", list(c.extra["sources"][:n]), []), ("VAE encode -> decode", list(c.images[:n]), [])])
     return out
 
 

@@ -27,6 +27,9 @@ Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow):
   attribute, the pooled CLIP image embedding of the scene is compared with the captions
   that differ from the scene's own only in that attribute's word; the rate is how often the
   true one scores highest (chance: 1 / the number of values).
+- ``vae`` (a diagnostic, no sampling): each scene through the image VAE (posterior mean,
+  encode -> decode); colour, shape and texture read back. Every image flow decodes through
+  this VAE, so these rates bound what any of them can reach.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ ORDERINGS: tuple[tuple[str, str], ...] = (
     ("disentangle_semantic_shape", "disentangle_style_shape"),
     ("disentangle_style_texture", "disentangle_semantic_texture"),
 )
-FLOWS = ("t2i", "i2t", "i2i", "t2t", "dual", "disentangle", "i2t2i", "clip")
+FLOWS = ("t2i", "i2t", "i2i", "t2t", "dual", "disentangle", "i2t2i", "clip", "vae")
 PROBED = ("shape", "texture", "size", "color", "background")  # attributes the CLIP probe asks about
 
 
@@ -241,6 +244,13 @@ class Runner:
         return Cases(scenes, extra={"picked": picked})
 
 
+    def vae(self, scenes: list[sc.Scene]) -> Cases:
+        sources = _render(scenes, self.device)
+        vae = self.model.vae_image
+        latents = torch.cat([vae.encode(sources[i:i + 256], sample=False) for i in range(0, len(sources), 256)])
+        return Cases(scenes, images=self.decode_images(latents), extra={"sources": sources})
+
+
 def _variants(scene: sc.Scene, attribute: str) -> list[sc.Scene]:
     """``scene`` with every valid value of ``attribute`` (its own included), all else kept."""
     values = {"shape": sc.SHAPES, "texture": sc.TEXTURES, "size": tuple(sc.SIZES), "color": tuple(sc.COLORS),
@@ -310,6 +320,9 @@ def score(flow: str, cases: Cases | tuple[Cases, Cases]) -> dict[str, float]:
                 "i2t2i_kept_background": _rate(background),
                 "i2t2i_kept_texture": _rate([g["texture"] == x.texture for g, x in zip(got, s)]),
                 "i2t2i_sentence_names_new_color": _rate(sentence)}
+    if flow == "vae":
+        got = _checked(cases)
+        return {f"vae_{a}": _rate([g[a] == getattr(x, a) for g, x in zip(got, s)]) for a in ("color", "shape", "texture")}
     if flow == "clip":
         picked = cases.extra["picked"]
         return {f"clip_{a}": _rate([p == getattr(x, a) for p, x in zip(picked[a], s)]) for a in PROBED}
@@ -398,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grids", default=None, help="write sample grids (PNG) into this folder")
     parser.add_argument("--docs", default=None, help="update the results section of this markdown file")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = parser.parse_args(argv)
     flows = [f.strip() for f in args.flows.split(",") if f.strip()]
     bad = [f for f in flows if f not in FLOWS]
@@ -410,8 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vdnodes.nano.weights import load_nano
 
     try:
-        model = load_nano(path=args.weights)
-    except (FileNotFoundError, ValueError, OSError) as e:
+        model = load_nano(device=args.device, path=args.weights)
+    except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
         print(f"vdnodes eval-nano: error: {e}", file=sys.stderr)
         return 2
     settings = Settings(steps=args.steps, guidance=args.guidance)
