@@ -47,6 +47,7 @@ class Variant:
     channel_mult: tuple[int, ...] = (1, 2, 2, 2)  # the shipped widths: 32 / 64 / 64 / 64
     cycle: tuple[str, ...] | None = None  # flows per step (None: UNetStage.CYCLE)
     pool: int | None = None  # scenes in the pool (None: the shipped 20,000)
+    weighting: str = "min-snr"  # loss weight per timestep: the shipped min-SNR-5, or "p2" (1 / (1 + SNR))
     note: str = ""
 
 
@@ -59,6 +60,12 @@ VARIANTS: dict[str, Variant] = {
                     note="batch 256, every level twice as wide (4x the parameters: over the 40 MB file limit)"),
     "t2i-overfit": Variant(batch=256, cycle=("t2i",), pool=512,
                            note="text->image only on 512 fixed scenes; scored on those scenes too"),
+    # A pair for one question (run with --same-steps): does weighting the noisy half of the
+    # schedule (where shapes are decided) more than min-SNR does make shapes come sooner?
+    "overfit-1k": Variant(batch=256, cycle=("t2i",), pool=512, steps=1000,
+                          note="t2i-overfit, 1,000 steps, min-SNR-5 (control)"),
+    "overfit-1k-p2": Variant(batch=256, cycle=("t2i",), pool=512, steps=1000, weighting="p2",
+                             note="t2i-overfit, 1,000 steps, P2 weighting (Choi et al. 2022, k = 1, gamma = 1)"),
 }
 ALL_FLOWS = "t2i,i2t,i2i,t2t,dual,disentangle,i2t2i"
 SUMMARY = ("t2i_color", "t2i_shape", "i2t_color_shape", "i2i_color_shape", "t2t_nouns",
@@ -103,9 +110,18 @@ def run_one(name: str, args: argparse.Namespace) -> None:
     full = tr.BUDGETS["full"]
     plan = dataclasses.replace(full, pool=variant.pool or full.pool,
                                unet=tr.StageBudget(variant.steps, variant.batch, variant.lr, variant.warmup))
-    stage_class = tr.UNetStage
-    if variant.cycle is not None:
-        stage_class = type("SweepUNetStage", (tr.UNetStage,), {"CYCLE": variant.cycle})
+    class SweepUNetStage(tr.UNetStage):
+        CYCLE = variant.cycle or tr.UNetStage.CYCLE
+
+        def __init__(self, *a: Any, **k: Any):
+            super().__init__(*a, **k)
+            if variant.weighting == "p2":  # eps-loss weight 1 / (1 + SNR): low noise counts far less
+                snr = self.alphas_cumprod / (1 - self.alphas_cumprod)
+                self.snr_weight = 1.0 / (1.0 + snr)
+            elif variant.weighting != "min-snr":
+                raise ValueError(f"unknown weighting {variant.weighting!r}")
+
+    stage_class = SweepUNetStage
     info = tokenizer_info(config)
     clip_tok, optimus_tok = build_tokenizers(info)
     torch.manual_seed(0)
@@ -149,6 +165,13 @@ def run_one(name: str, args: argparse.Namespace) -> None:
     left = args.train_until - time.time()
     steps = int(min(variant.steps, max(args.min_steps, left * args.safety / per_step)))
     steps = steps // 100 * 100 if steps >= 1000 else steps
+    if args.same_steps:  # a paired comparison: every variant takes the smallest plan
+        (folder / "plan").write_text(str(steps))
+        waited = time.time()
+        while time.time() - waited < 60 and not all((Path(args.out) / peer / "plan").exists() for peer in peers):
+            time.sleep(0.5)
+        steps = min(int((Path(args.out) / peer / "plan").read_text()) for peer in peers
+                    if (Path(args.out) / peer / "plan").exists())
     record.update(probe_seconds_per_step=round(per_step, 4), steps=steps)
     _write(result_path, record)
     print(f"[{name}] {per_step * 1000:.0f} ms/step -> {steps} steps", flush=True)
@@ -172,7 +195,7 @@ def run_one(name: str, args: argparse.Namespace) -> None:
     settings = quality.Settings(batch=400 if dev.type == "cuda" else 100)
     started = time.perf_counter()
     flows = [f for f in args.flows.split(",") if f]
-    if variant.cycle == ("t2i",):
+    if variant.cycle == ("t2i",) and variant.pool:
         flows = ["t2i"]
         seen = probe.pool.scenes[:args.n]  # the scenes it trained on (finish() dropped stage.pool)
         rates = quality.score("t2i", quality.Runner(model, settings, 2026).t2i(seen))
@@ -224,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=3)
     parser.add_argument("--probe-steps", type=int, default=30)
     parser.add_argument("--min-steps", type=int, default=200, help="fewest UNet steps, whatever the time")
+    parser.add_argument("--same-steps", action="store_true",
+                        help="every variant trains the smallest step count any of them planned (paired comparisons)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--peers", default="", help=argparse.SUPPRESS)
     parser.add_argument("--train-until", type=float, default=None, help=argparse.SUPPRESS)
@@ -244,12 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     common = [sys.executable, __file__, "--encoders", args.encoders, "--out", args.out, "--n", str(args.n),
               "--flows", args.flows, "--threads", str(args.threads), "--safety", str(args.safety),
-              "--probe-steps", str(args.probe_steps), "--min-steps", str(args.min_steps), "--train-until", str(deadline - args.eval_reserve),
+              "--probe-steps", str(args.probe_steps), "--min-steps", str(args.min_steps), *(["--same-steps"] if args.same_steps else []), "--train-until", str(deadline - args.eval_reserve),
               "--peers", ",".join(names)]
     if args.device:
         common += ["--device", args.device]
-    for n in names:  # a previous sweep's markers must not open the barrier early
-        (out / n / "ready").unlink(missing_ok=True)
+    for n in names:  # a previous sweep's markers must not open the barriers early
+        for marker in ("ready", "plan"):
+            (out / n / marker).unlink(missing_ok=True)
     procs = {n: subprocess.Popen(common + ["--one", n]) for n in names}
     while any(p.poll() is None for p in procs.values()) and time.time() < deadline - 10:
         time.sleep(2)
