@@ -302,13 +302,18 @@ class VAEStage(Stage):
     def parameters(self) -> list[nn.Parameter]:
         return list(self.model.vae_image.parameters())
 
-    def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def reconstruct(self, step: int) -> tuple[torch.Tensor, torch.Tensor, DiagonalGaussian]:
+        """(target, reconstruction, posterior) of step ``step``'s batch; images ``[B, 3, 32, 32]`` in [-1, 1]."""
         _, scenes = self.batch(step)
         images = render_batch(scenes, self.device)  # [B, 3, 32, 32]
         vae = self.model.vae_image
         post = vae.posterior(images)
-        out = vae.decoder(vae.post_quant_conv(post.sample()))  # [B, 3, 32, 32], about [-1, 1]
-        err = out - (images * 2 - 1)
+        out = vae.decoder(vae.post_quant_conv(post.sample()))  # about [-1, 1]
+        return images * 2 - 1, out, post
+
+    def step_loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        target, out, post = self.reconstruct(step)
+        err = out - target
         l1, l2 = err.abs().mean(), err.square().mean()
         edge = (err.diff(dim=-1).abs().mean() + err.diff(dim=-2).abs().mean())  # image-gradient L1
         kl = 0.5 * (post.mean.square() + post.std.square() - 1.0 - post.logvar).mean()
