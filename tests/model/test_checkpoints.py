@@ -469,3 +469,15 @@ def test_manifest_covers_full_model_exactly_once(full_model_shapes, layout, part
         if got != ours[key]:
             bad[src] = (source[src], ours[key])
     assert not bad, f"{len(bad)} shape mismatches, e.g. {list(bad.items())[:5]}"
+
+
+def test_saved_weights_are_readable_like_any_new_file(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = ck.save_safetensors(nn.Linear(2, 2), tmp_path / "w.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # not mkstemp's 0o600

@@ -346,3 +346,20 @@ def test_quality_measurement_runs_every_flow(straight):
     assert set(THRESHOLDS) <= rates.keys()
     assert all(0.0 <= v <= 1.0 for k, v in rates.items() if not k.startswith("seconds_"))
     assert len(keep["i2t2i"].texts) == 3 and keep["t2i"].images.shape == (3, 3, 32, 32)
+
+
+def test_checkpoint_files_get_the_umask_mode_not_600(tmp_path):
+    import os
+    import stat
+
+    from safetensors.torch import save_file
+
+    from vdnodes.nano.train import _atomic
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "unet.safetensors"
+        _atomic(path, lambda p: save_file({"w": torch.zeros(2)}, str(p)))  # save_file alone makes 0o600
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

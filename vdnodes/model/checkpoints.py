@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vdnodes.core.fileio import new_file_mode
 from vdnodes.model.keymap import fit_shape, remap, rename_key
 
 PathLike = str | os.PathLike
@@ -631,6 +632,7 @@ def save_safetensors(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, new_file_mode(path))  # not mkstemp's 0o600 (which save_file keeps)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

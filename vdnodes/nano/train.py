@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vdnodes.core.fileio import new_file_mode
 from vdnodes.model import checkpoints as ck
 from vdnodes.model import sampling
 from vdnodes.model import vd as vdm
@@ -760,6 +761,7 @@ class _Checkpoints:
 def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
+    os.chmod(tmp, new_file_mode(path))  # safetensors' save_file creates files 0o600
     os.replace(tmp, path)
 
 

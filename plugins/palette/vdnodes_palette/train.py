@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vdnodes.core.fileio import new_file_mode
 from vdnodes_palette.model import WEIGHTS, PaletteEncoder, context_group
 
 P_UNCOND = 0.1
@@ -187,6 +189,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
                                     "loss_first_50": float(np.mean(losses[:50])),
                                     "loss_last_50": float(np.mean(losses[-50:]))})}
     save_file(weights, str(result) + ".tmp", metadata=meta)
+    os.chmod(str(result) + ".tmp", new_file_mode(result))  # save_file creates files 0o600
     Path(str(result) + ".tmp").replace(result)
     return result
 
