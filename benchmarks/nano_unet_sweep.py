@@ -1,6 +1,6 @@
 """vd-nano UNet recipe sweep: train UNet variants on finished encoders, score each with eval-nano.
 
-    python benchmarks/nano_unet_sweep.py --encoders /work/nano-v2/checkpoints --out sweep \\
+    python benchmarks/nano_unet_sweep.py --encoders vd-nano-train/checkpoints --out sweep \\
         --variants ref,big,wide,t2i-overfit --seconds 540 [--device cuda]
 
 The image VAE, CLIP and Optimus come from the ``--encoders`` folder of a finished
