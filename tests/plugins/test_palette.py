@@ -82,6 +82,36 @@ def test_palette_layers_join_the_unet_through_the_model_manager(registry):
         manager.ensure(spec, {"unet.context.smell"}, registry.model_groups)
 
 
+def test_palette_layers_trained_on_other_weights_are_flagged(registry, monkeypatch):
+    import vdnodes_palette.model as palette_model
+    from vdnodes.nano.weights import NANO_WEIGHTS
+    from vdnodes.nodes.models import ModelManager, ModelSpec, VDHandle
+    from vdnodes_palette.nodes import Palette, palette_encode
+
+    if not NANO_WEIGHTS.is_file():
+        pytest.skip("vd-nano weights not installed")
+
+    class Ctx:
+        def __init__(self):
+            self.warnings = []
+
+        def warn(self, message):
+            self.warnings.append(message)
+
+    model = VDHandle(ModelSpec("nano", "float32", "cpu"), ModelManager(), registry.model_groups)
+    palette = Palette((1.0, 0.0, 0.0), (0.0, 0.0, 1.0))
+    shipped = Ctx()
+    palette_encode.fn(shipped, model, palette, 1)
+    assert shipped.warnings == []  # the shipped palette was trained on the shipped vd-nano
+    monkeypatch.setattr(palette_model, "record", lambda path=palette_model.WEIGHTS: {"base_sha256": "ab" * 32})
+    other = Ctx()
+    out = palette_encode.fn(other, model, palette, 1)
+    assert out.parts[0].tokens.shape == (1, 2, 64)  # still runs
+    (warning,) = other.warnings
+    assert "trained on another vd-nano (sha256 abababababab" in warning
+    assert "python -m vdnodes_palette.train --install" in warning
+
+
 def test_the_example_graph_runs_from_the_command_line(tmp_path):
     from vdnodes.nano.weights import NANO_WEIGHTS
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from vdnodes.core.errors import NodeInputError
 from vdnodes.core.node import In, Out, Param, node
@@ -76,6 +77,25 @@ def palette_from_image(ctx, image):
     return Palette(None if obj is None else tuple(obj.tolist()), tuple(background.tolist()))
 
 
+def base_mismatch(model: Any) -> str | None:
+    """Why the palette layers may not fit ``model`` (a ``VDHandle``), or None when they do.
+
+    The layers were trained against one vd-nano file (its sha256 is stored with them); on any
+    other weights they run, but steer colours only as well as that UNet happens to agree.
+    """
+    from vdnodes_palette.model import record
+
+    base = record().get("base_sha256")
+    if not base:
+        return None
+    digests = model.manager.weight_digests(model.spec).values()
+    if f"sha256:{base}" in digests:
+        return None
+    return (f"the palette layers were trained on another vd-nano (sha256 {base[:12]}...) than this model's "
+            "weights, so the palette may not steer colours; retrain them for this model with "
+            "`python -m vdnodes_palette.train --install`")
+
+
 @node("palette.encode", version="1.0.0", category="palette", title="Encode palette",
       doc="A palette -> context tokens [B,2,D] for the UNet's palette layers (unet.context.palette, "
           "trained for vd-nano with every other layer frozen).",
@@ -93,6 +113,9 @@ def palette_encode(ctx, model, palette: Palette, batch: int):
         raise NodeInputError(f"the palette layers were trained for vd-nano (context width 64); this model's "
                              f"context width is {config.unet.context_dim}", socket="model",
                              hint="use the default model (source 'nano')")
+    stale = base_mismatch(model)
+    if stale:
+        ctx.warn(stale)
     encoder = load_encoder().to(device=model.device, dtype=model.dtype)
     rgb = torch.tensor([[c or (0.0, 0.0, 0.0) for c in (palette.object, palette.background)]])  # [1, 2, 3]
     present = torch.tensor([[palette.object is not None, palette.background is not None]])
