@@ -300,7 +300,8 @@ def test_saved_file_is_fp16_and_runs_every_flow(straight):
         zeros = ContextInput(torch.zeros_like(image.tokens), "image")
 
         def run(xtype, conds, unconds):
-            shape = (B, 4, 8, 8) if xtype == "image" else (B, model.config.unet.text_dim)
+            side = 32 // model.config.vae.downsample_factor
+            shape = (B, 4, side, side) if xtype == "image" else (B, model.config.unet.text_dim)
             x = sampling.initial_noise(shape, g)
             return sampling.sample("ddim", sampling.cfg_denoiser(model.unet, xtype, conds, unconds, 7.5), x, 2)
 

@@ -105,8 +105,8 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    # About 88 minutes on 2 idle CPU cores (docs/nano.md has the measured throughput):
-    # VAE 15.5, CLIP 5.5, Optimus 5, UNet 59, pool + calibration + evaluation 2.
+    # About 1 h 45 min on 2 idle CPU cores (docs/nano.md has the measured throughput):
+    # VAE 15.5, CLIP 20, Optimus 5, UNet 59, pool + calibration + evaluation 2.
     "full": Budget(
         "full",
         vae=StageBudget(steps=6000, batch=32, lr=1e-3, warmup=100),
@@ -460,7 +460,7 @@ def fold_latent_scale(optimus: nn.Module, scale: float) -> None:
 class ScenePool:
     """Scenes encoded once for the UNet stage: the frozen encoders would otherwise cost more than the UNet.
 
-    ``moments``: the VAE posterior of each scene ``[N, 8, 8, 8]`` (a fresh latent is sampled every
+    ``moments``: the VAE posterior of each scene ``[N, 8, h, w]`` (a fresh latent is sampled every
     time, as VD samples it); ``recolored_moments``: the same for ``recolored`` (the dual-guided
     targets); ``tokens``: CLIP image context ``[N, 65, D]`` (fp16 to halve the memory).
     """
@@ -515,14 +515,14 @@ class UNetStage(Stage):
         moments, recolored_moments, tokens = [], [], []
         for i in tqdm(range(0, n, chunk), disable=not self.progress, desc="encoding the scene pool", leave=False):
             images = render_batch(scenes[i:i + chunk], self.device)
-            moments.append(vae.posterior(images).moments)  # [b, 8, 8, 8]
+            moments.append(vae.posterior(images).moments)  # [b, 8, h, w]
             recolored_moments.append(vae.posterior(render_batch(recolored[i:i + chunk], self.device)).moments)
             tokens.append(clip.encode(images).half())  # [b, 65, D]
         return ScenePool(scenes, recolored, torch.cat(moments), torch.cat(recolored_moments), torch.cat(tokens))
 
     def latents(self, moments: torch.Tensor) -> torch.Tensor:
         """A posterior sample, scaled: what ``ImageVAE.encode`` returns."""
-        return DiagonalGaussian(moments).sample() * self.model.vae_image.config.scale_factor  # [B, 4, 8, 8]
+        return DiagonalGaussian(moments).sample() * self.model.vae_image.config.scale_factor  # [B, 4, h, w]
 
     @torch.no_grad()
     def text_latents(self, texts: list[str]) -> torch.Tensor:

@@ -145,7 +145,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
             scenes = [pool[i] for i in index]
             # contiguous: a strided latent crashed the CPU backward through the frozen convolutions
             # (torch 2.13, segfault in conv backward when only the input needs a gradient)
-            x0 = (DiagonalGaussian(moments[torch.from_numpy(index)]).sample() * scale).contiguous()  # [B, 4, 8, 8]
+            x0 = (DiagonalGaussian(moments[torch.from_numpy(index)]).sample() * scale).contiguous()  # [B, 4, h, w]
             present = torch.from_numpy(r.random((BATCH, 2)) >= P_DROP_ROLE)
             present &= torch.from_numpy(r.random((BATCH, 1)) >= P_UNCOND)  # whole palette dropped
             tokens = encoder(palette_rgb(scenes, r), present)  # [B, 2, D]
