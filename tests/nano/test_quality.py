@@ -111,8 +111,12 @@ def test_clip_probe_scores_picked_values():
     scenes = _scenes(4)
     picked = {a: [getattr(s, a) for s in scenes] for a in q.PROBED}
     picked["shape"] = [scenes[0].shape] + [next(x for x in sc.SHAPES if x != s.shape) for s in scenes[1:]]
-    rates = q.score("clip", q.Cases(scenes, extra={"picked": picked}))
+    shift = {a: [0.1, 0.2, 0.3, 0.4] for a in q.PROBED}
+    rates = q.score("clip", q.Cases(scenes, extra={"picked": picked, "token_shift": shift}))
     assert rates["clip_shape"] == 0.25 and rates["clip_color"] == rates["clip_texture"] == 1.0
+    assert rates["clip_tokens_shape"] == pytest.approx(0.25)
+    table = q.markdown_table(rates, 4, q.Settings())
+    assert "| clip_tokens_shape | 0.25 |" in table and "| clip_shape | 25.0% |" in table
 
 
 def test_vae_flow_scores_reconstructions_with_the_checker():

@@ -47,3 +47,23 @@ def test_text_to_image_draws_the_prompts_colours(nano):
     rates = measure(nano, 20, seed=77, settings=Settings(steps=25), flows=["t2i"])
     assert rates["t2i_color"] >= 0.8, rates
     assert rates["t2i_background"] >= 0.8, rates
+
+
+def test_a_flows_samples_do_not_depend_on_the_flows_measured_before_it(nano):
+    # `eval-nano --flows t2t` must reproduce the t2t row of a full `eval-nano`.
+    from vdnodes.nano.quality import Settings, measure
+
+    alone, after_i2t = {}, {}
+    measure(nano, 8, settings=Settings(steps=4), flows=["t2t"], keep=alone)
+    measure(nano, 8, settings=Settings(steps=4), flows=["i2t", "t2t"], keep=after_i2t)
+    assert alone["t2t"].texts == after_i2t["t2t"].texts
+
+
+def test_clip_probe_measures_how_far_each_word_moves_the_text_context(nano):
+    from vdnodes.nano.quality import PROBED, measure
+
+    rates = measure(nano, 4, flows=["clip"])
+    # Every attribute word changes the context tokens, and colour words (which the model draws
+    # right 98% of the time) move them more than a third of the token norm.
+    assert all(rates[f"clip_tokens_{a}"] > 0 for a in PROBED), rates
+    assert rates["clip_tokens_color"] > 0.33, rates

@@ -7,7 +7,8 @@ graph nodes (``vdnodes.model.procedures``, ``sampling``), with the settings the 
 ship with (DDIM 50 steps, guidance 7.5, zeros / CLIP("") unconditionals), so the numbers say
 what a user of ``graphs/`` gets.
 
-Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow):
+Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow; the starting noise
+is seeded per flow too, so ``--flows`` reproduces those rows of a full run):
 
 - ``t2i``: the scene's caption -> image; colour and shape read back by the checker;
 - ``i2t``: the scene's image -> text latent -> greedy Optimus caption; colour and shape words;
@@ -26,7 +27,10 @@ Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow):
 - ``clip`` (a diagnostic of the encoders the UNet is conditioned on, no sampling): for each
   attribute, the pooled CLIP image embedding of the scene is compared with the captions
   that differ from the scene's own only in that attribute's word; the rate is how often the
-  true one scores highest (chance: 1 / the number of values).
+  true one scores highest (chance: 1 / the number of values). ``clip_tokens_<attribute>`` is
+  not a rate but a distance: how far the text context the UNet reads (``encode``'s tokens)
+  moves when only that word changes, as the largest change over the tokens divided by the
+  mean token norm, averaged over the other values and the scenes.
 - ``vae`` (a diagnostic, no sampling): each scene through the image VAE (posterior mean,
   encode -> decode); colour, shape and texture read back. Every image flow decodes through
   this VAE, so these rates bound what any of them can reach.
@@ -70,6 +74,7 @@ ORDERINGS: tuple[tuple[str, str], ...] = (
 )
 FLOWS = ("t2i", "i2t", "i2i", "t2t", "dual", "disentangle", "i2t2i", "clip", "vae")
 PROBED = ("shape", "texture", "size", "color", "background")  # attributes the CLIP probe asks about
+DISTANCES = ("clip_tokens_",)  # metrics that are distances, not rates (shown as plain numbers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +128,10 @@ class Runner:
         self.model, self.settings, self.seed = model, settings, seed
         self.device = next(model.parameters()).device
         self.progress = progress or (lambda _msg: None)
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the starting noise from ``seed`` (``measure`` gives every flow its own)."""
         self._generator = torch.Generator().manual_seed(seed)
 
     # -- building blocks -----------------------------------------------------------------
@@ -233,15 +242,22 @@ class Runner:
                             for i in range(0, len(pixels), 256)])
         embeds = torch.nn.functional.normalize(embeds.float(), dim=-1)  # [N, D]
         picked: dict[str, list[str]] = {}
+        shift: dict[str, list[float]] = {}
         for attribute in PROBED:
-            picked[attribute] = []
+            picked[attribute], shift[attribute] = [], []
             for scene, embed in zip(scenes, embeds):
                 options = _variants(scene, attribute)
                 ids, _ = text.tokenize([v.caption(1) for v in options])  # template 1 names every attribute
                 texts = torch.nn.functional.normalize(text.model(input_ids=ids.to(self.device)).text_embeds.float(),
                                                       dim=-1)  # [V, D]
                 picked[attribute].append(getattr(options[int((texts @ embed).argmax())], attribute))
-        return Cases(scenes, extra={"picked": picked})
+                # The UNet reads the context tokens, not the pooled embedding: how far do they move?
+                context = text.encode_ids(ids).float()  # [V, T, D]
+                own = next(i for i, v in enumerate(options) if getattr(v, attribute) == getattr(scene, attribute))
+                moved = (context - context[own]).norm(dim=-1).amax(dim=1)  # [V], largest token change
+                others = [float(m) for i, m in enumerate(moved) if i != own]
+                shift[attribute].append(sum(others) / len(others) / float(context[own].norm(dim=-1).mean()))
+        return Cases(scenes, extra={"picked": picked, "token_shift": shift})
 
 
     def vae(self, scenes: list[sc.Scene]) -> Cases:
@@ -324,8 +340,9 @@ def score(flow: str, cases: Cases | tuple[Cases, Cases]) -> dict[str, float]:
         got = _checked(cases)
         return {f"vae_{a}": _rate([g[a] == getattr(x, a) for g, x in zip(got, s)]) for a in ("color", "shape", "texture")}
     if flow == "clip":
-        picked = cases.extra["picked"]
-        return {f"clip_{a}": _rate([p == getattr(x, a) for p, x in zip(picked[a], s)]) for a in PROBED}
+        picked, shift = cases.extra["picked"], cases.extra["token_shift"]
+        return {**{f"clip_{a}": _rate([p == getattr(x, a) for p, x in zip(picked[a], s)]) for a in PROBED},
+                **{f"clip_tokens_{a}": float(np.mean(shift[a])) for a in PROBED}}
     raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}")
 
 
@@ -341,7 +358,9 @@ def measure(model: Any, n: int = 200, *, seed: int = 2026, settings: Settings | 
         if flow not in FLOWS:
             raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}")
         t0 = time.perf_counter()
-        scenes = _scenes(n, seed * 1000 + FLOWS.index(flow) + 1)
+        flow_seed = seed * 1000 + FLOWS.index(flow) + 1
+        scenes = _scenes(n, flow_seed)
+        runner.reseed(flow_seed)  # a flow's rates do not depend on which flows ran before it
         cases = getattr(runner, flow)(scenes)
         out.update(score(flow, cases))
         out[f"seconds_{flow}"] = round(time.perf_counter() - t0, 1)
@@ -369,7 +388,8 @@ def markdown_table(rates: dict[str, float], n: int, settings: Settings) -> str:
         if k.startswith("seconds_"):
             continue
         target, met = targets.get(k, ("", None))
-        lines.append(f"| {k} | {v:.1%} | {target} | {'' if met is None else ('yes' if met else '**no**')} |")
+        shown = f"{v:.2f}" if k.startswith(DISTANCES) else f"{v:.1%}"
+        lines.append(f"| {k} | {shown} | {target} | {'' if met is None else ('yes' if met else '**no**')} |")
     for a, b in ORDERINGS:
         if a in rates and b in rates:
             lines.append(f"| {a} > {b} | {rates[a]:.1%} vs {rates[b]:.1%} | a > b | "
