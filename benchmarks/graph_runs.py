@@ -1,11 +1,13 @@
 """Example graphs on the default model: cold CLI runs, and what the cache saves on a re-run.
 
 1. Every graph in graphs/ as ``vdnodes run graphs/NAME.json`` in a fresh process
-   (start-up, model build and all included): wall seconds each.
+   (start-up, model build and all included): wall seconds of each run, ``--repeat`` rounds
+   over all graphs (so a slow spell of a shared machine hits every graph alike), and the
+   median per graph.
 2. dual_guided.json in one process: first run, re-run after changing only the
    sampler seed (encoders served from cache), and an unchanged re-run.
 
-    python benchmarks/graph_runs.py [--skip-cold]   # writes benchmarks/results/graph_runs.json
+    python benchmarks/graph_runs.py [--repeat 3] [--skip-cold]   # writes benchmarks/results/graph_runs.json
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def cold_runs() -> dict[str, float]:
+def cold_runs(repeat: int) -> dict[str, dict[str, object]]:
+    runs: dict[str, list[float]] = {}
+    for round_ in range(repeat):
+        for name, seconds in cold_round().items():
+            runs.setdefault(name, []).append(seconds)
+            print(f"cold  {name:16s} {seconds:6.2f} s  (round {round_ + 1}/{repeat})")
+    return {name: {"median": round(statistics.median(times), 2), "runs": times} for name, times in runs.items()}
+
+
+def cold_round() -> dict[str, float]:
     out = {}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     for path in sorted((ROOT / "graphs").glob("*.json")):
@@ -36,7 +48,6 @@ def cold_runs() -> dict[str, float]:
         if proc.returncode != 0:
             raise SystemExit(f"{path.name} failed:\n{proc.stderr}")
         out[path.stem] = round(seconds, 2)
-        print(f"cold  {path.stem:16s} {seconds:6.2f} s")
     return out
 
 
@@ -65,13 +76,18 @@ def cache_reuse() -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-cold", action="store_true", help="only the in-process cache comparison")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of cold runs over all graphs (default 3)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     results = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                "dual_guided_cache": cache_reuse()}
     if not args.skip_cold:
-        results["cold_cli_seconds"] = cold_runs()
+        results["cold_cli_seconds"] = cold_runs(args.repeat)
     out = ROOT / "benchmarks" / "results" / "graph_runs.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    from vdnodes.core.fileio import atomic_write_text
+
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
 
 

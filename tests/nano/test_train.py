@@ -193,7 +193,7 @@ BUDGET = Budget(
     unet=StageBudget(steps=30, batch=8, lr=2e-3, warmup=2),
     checkpoint_every=15, calibration=16, pool=64, eval_samples=0,
 )
-INTERRUPT_AT = ("unet", 17)  # between two checkpoints
+INTERRUPTIONS = [("clip", 17), ("unet", 17)]  # between two checkpoints; CLIP resumes its word head too
 
 
 def _run(folder, **kwargs):
@@ -239,9 +239,9 @@ def test_stage_results_set_latent_scales(straight):
     assert optimus["latent_scale"] > 0
 
 
-def test_interrupted_run_resumes_to_the_same_weights(straight, tmp_path):
+@pytest.mark.parametrize("stage_at, step_at", INTERRUPTIONS)
+def test_interrupted_run_resumes_to_the_same_weights(straight, tmp_path, stage_at, step_at):
     _, reference = straight
-    stage_at, step_at = INTERRUPT_AT
 
     def interrupt(stage, step, metrics):
         if (stage, step) == (stage_at, step_at):
@@ -261,6 +261,13 @@ def test_interrupted_run_resumes_to_the_same_weights(straight, tmp_path):
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"resumed weights differ, e.g. {different[:3]}"
+
+
+def test_clip_word_head_is_checkpointed_but_not_shipped(straight):
+    folder, path = straight
+    checkpoint = load_file(str(folder / "checkpoints" / "clip.safetensors"))
+    assert {"word_head.weight", "word_head.bias"} <= checkpoint.keys()
+    assert not [k for k in load_file(str(path)) if "word_head" in k]
 
 
 def test_resume_refuses_other_settings(straight):

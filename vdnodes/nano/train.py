@@ -342,12 +342,32 @@ class VAEStage(Stage):
 class CLIPStage(Stage):
     name, title, prefixes = "clip", "CLIP text + image", ("clip_text.", "clip_image.")
     config_parts, settings = ("clip_text", "clip_vision"), ()
-    RECIPE = 2  # 2: hard-negative twins
+    RECIPE = 3  # 2: hard-negative twins; 3: + per-token word loss on the context tokens
     LOGIT_SCALE = 1.0 / 0.07
     P_FRAGMENT = 0.3
+    WORD_WEIGHT = 0.5  # weight of the per-token word loss against the contrastive loss
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # A head that reads each context token's own word back from it. The contrastive loss
+        # only shapes the pooled EOS token, and the UNet reads all 77 tokens: without this, a
+        # changed shape word barely moved them (docs/nano.md section 6). Training-only: the
+        # head is checkpointed for resuming but never shipped.
+        cfg = self.model.clip_text.model.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(step_seed(self.seed, self.name, -1))
+            self.word_head = nn.Linear(cfg.projection_dim, cfg.vocab_size)
+        self.word_head.to(self.device)
 
     def parameters(self) -> list[nn.Parameter]:
-        return list(self.model.clip_text.parameters()) + list(self.model.clip_image.parameters())
+        return [*self.model.clip_text.parameters(), *self.model.clip_image.parameters(),
+                *self.word_head.parameters()]
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {f"word_head.{k}": v for k, v in self.word_head.state_dict().items()}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.word_head.load_state_dict({k.removeprefix("word_head."): v for k, v in state.items()})
 
     def embeddings(self, texts: list[str], images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised pooled projections: texts ``[T, D]``, images ``[B, D]``."""
@@ -365,12 +385,24 @@ class CLIPStage(Stage):
         half = len(scenes) // 2
         scenes = scenes[:half] + [twin(s, rng) for s in scenes[:half]] + scenes[2 * half:]
         texts, named = zip(*(describe(s, rng, self.P_FRAGMENT) for s in scenes))
-        t, i = self.embeddings(list(texts), render_batch(scenes, self.device))
+        ct, ci = self.model.clip_text, self.model.clip_image
+        ids = ct.tokenize(list(texts))[0].to(self.device)  # [B, 77]
+        out = ct.model.text_model(input_ids=ids)
+        pooled = ct.model.text_projection(out.pooler_output)  # [B, D], the EOS token
+        t = F.normalize(pooled, dim=-1)
+        i = F.normalize(ci.model(pixel_values=ci.preprocess(render_batch(scenes, self.device))).image_embeds, dim=-1)
         logits = self.LOGIT_SCALE * t @ i.T  # [B texts, B images]
         target = matches(named, scenes).to(self.device)  # diagonal is 1: every text describes its scene
         loss_t = -(F.log_softmax(logits, dim=1) * target / target.sum(1, keepdim=True)).sum(1).mean()
         loss_i = -(F.log_softmax(logits.T, dim=1) * target.T / target.T.sum(1, keepdim=True)).sum(1).mean()
-        return 0.5 * (loss_t + loss_i), {}
+        contrastive = 0.5 * (loss_t + loss_i)
+        # Word loss on exactly the context the UNet reads (``encode_ids``: tokens over the
+        # pooled norm), over the tokens up to the first EOS (the rest are padding copies).
+        context = ct.model.text_projection(out.last_hidden_state) / pooled.norm(dim=-1)[:, None, None]
+        first_eos = (ids == ct.model.config.eos_token_id).int().argmax(1)  # [B]
+        words = torch.arange(ids.shape[1], device=self.device)[None] <= first_eos[:, None]  # [B, 77]
+        word = F.cross_entropy(self.word_head(context[words]), ids[words])
+        return contrastive + self.WORD_WEIGHT * word, {"contrastive": contrastive.item(), "word": word.item()}
 
     @torch.no_grad()
     def finish(self) -> dict[str, Any]:

@@ -1,14 +1,16 @@
-"""vd-nano's text flows: do image->text and text variation improve with more UNet steps?
+"""vd-nano: do its flows improve with more UNet steps?
 
-    python benchmarks/nano_text_flow_steps.py [--steps 4000] [--every 1000] [--threads 2]
+    python benchmarks/nano_flow_steps.py [--cycle text|all] [--steps 4000] [--every 1000]
 
-Continues the UNet of a vd-nano file (default: the shipped one) on its two text-output flows
-only (``UNetStage`` with the cycle i2t, t2t; batch 64, peak lr 3e-4 with 50 warm-up steps and
-cosine decay, a 4,000-scene pool, seed 1) through train-nano's own stage loop, and measures
-i2t and t2t with eval-nano's runner (``--n`` held-out scenes, DDIM 50, guidance 7.5) on the
-EMA weights before the first step and every ``--every`` steps. Writes
-``benchmarks/results/nano_text_flow_steps.json``. What it is not: a recipe; the image flows
-are not trained (and their shared context layers drift), so the result is never shipped.
+Continues the UNet of a vd-nano file (default: the shipped one) through train-nano's own
+stage loop (``UNetStage``; batch 64, peak lr 3e-4 with 50 warm-up steps and cosine decay, a
+4,000-scene pool, seed 1) on the flows of ``--cycle``: ``text`` trains i2t and t2t only and
+measures them; ``all`` trains train-nano's whole flow cycle and measures t2i, i2i, t2t and
+i2t. eval-nano's runner (``--n`` held-out scenes, DDIM 50, guidance 7.5) scores the EMA
+weights before the first step and every ``--every`` steps. Writes
+``benchmarks/results/nano_flow_steps_<cycle>.json``. What it is not: a recipe (train-nano's
+budget is what ships); with ``text`` the image flows are not trained and the context layers
+they share drift, so such a result is never shipped.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results" / "nano_text_flow_steps.json"
-FLOWS = ("i2t", "t2t")
+RESULTS = ROOT / "benchmarks" / "results"
+CYCLES = {"text": (("i2t", "t2t"), ("i2t", "t2t")),  # name: (flows trained, flows measured)
+          "all": (None, ("t2i", "i2i", "t2t", "i2t"))}  # None: train-nano's own cycle
 
 
-def run(weights: Path | None, steps: int, every: int, n: int, seed: int = 1) -> dict[str, Any]:
+def run(weights: Path | None, cycle: str, steps: int, every: int, n: int, seed: int = 1) -> dict[str, Any]:
     import torch
 
     from vdnodes.nano import quality
@@ -40,10 +43,12 @@ def run(weights: Path | None, steps: int, every: int, n: int, seed: int = 1) -> 
     plan = dataclasses.replace(tr.BUDGETS["full"], pool=4000,
                                unet=tr.StageBudget(steps=steps, batch=64, lr=3e-4, warmup=50))
 
-    class TextFlows(tr.UNetStage):
-        CYCLE = FLOWS
+    trained, measured = CYCLES[cycle]
 
-    stage = TextFlows(model, plan, seed, torch.device("cpu"), progress=True)
+    class Continued(tr.UNetStage):
+        CYCLE = trained or tr.UNetStage.CYCLE
+
+    stage = Continued(model, plan, seed, torch.device("cpu"), progress=True)
     rates: dict[int, dict[str, float]] = {}
 
     def measure(step: int) -> None:
@@ -52,7 +57,7 @@ def run(weights: Path | None, steps: int, every: int, n: int, seed: int = 1) -> 
             for name, p in scored.unet.named_parameters():
                 p.copy_(stage.ema[name])
         with torch.inference_mode():
-            rates[step] = quality.measure(scored, n, flows=FLOWS)
+            rates[step] = quality.measure(scored, n, flows=measured)
         shown = ", ".join(f"{k} {v:.1%}" for k, v in rates[step].items() if not k.startswith("seconds"))
         print(f"step {step}: {shown}", flush=True)
 
@@ -63,9 +68,9 @@ def run(weights: Path | None, steps: int, every: int, n: int, seed: int = 1) -> 
     measure(0)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        tr._run_stage(stage, tr._Checkpoints(Path(tmp), {"unet": {"text-flows": seed}}), checkpoint_every=10**9,
+        tr._run_stage(stage, tr._Checkpoints(Path(tmp), {"unet": {cycle: seed}}), checkpoint_every=10**9,
                       progress=True, on_step=on_step, index=tr.STAGES.index("unet"))
-    return {"weights": str(weights or "shipped"), "steps": steps, "n": n, "seed": seed,
+    return {"weights": str(weights or "shipped"), "cycle": list(Continued.CYCLE), "steps": steps, "n": n, "seed": seed,
             "budget": dataclasses.asdict(plan.unet), "pool": plan.pool, "threads": torch.get_num_threads(),
             "train_seconds_with_evaluation": round(time.perf_counter() - started), "rates": rates}
 
@@ -73,11 +78,13 @@ def run(weights: Path | None, steps: int, every: int, n: int, seed: int = 1) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=None, help="a vd-nano .safetensors (default: shipped)")
+    parser.add_argument("--cycle", choices=sorted(CYCLES), default="text",
+                        help="text: continue and measure i2t + t2t; all: train-nano's whole cycle")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/nano_flow_steps_<cycle>.json")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.every < 1:
         print("--steps and --every must be positive", file=sys.stderr)
@@ -90,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     from vdnodes.core.fileio import atomic_write_text
 
     torch.set_num_threads(args.threads)
-    record = run(args.weights, args.steps, args.every, args.n)
-    atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    record = run(args.weights, args.cycle, args.steps, args.every, args.n)
+    out = args.out or RESULTS / f"nano_flow_steps_{args.cycle}.json"
+    atomic_write_text(out, json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
     return 0
 
 
