@@ -1,7 +1,5 @@
 """``python -m vdnodes`` is the ``vdnodes`` command."""
 
-import sys
+from vdnodes.cli import entry
 
-from vdnodes.cli import main
-
-sys.exit(main())
+entry()

@@ -99,6 +99,17 @@ def test_json_events_are_one_object_per_line(tmp_path):
     assert kinds.count("node_finished") == 3
 
 
+def test_a_model_run_exits_fast_with_every_line_and_file_out(tmp_path):
+    # With torch loaded the command skips Python's slow finalisation (cli.entry): nothing
+    # buffered may be lost (the error exit codes after torch: test_unavailable_device_...).
+    graph = str(ROOT / "graphs" / "text_variation.json")
+    p = vdnodes("run", graph, "--out", str(tmp_path / "o"), "--set", "sample.steps=2", "--json-events")
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    assert events[-1]["event"] == "outputs" and [e["event"] for e in events].count("node_finished") == 6
+    assert (tmp_path / "o" / "text_variation_00001.txt").read_text().strip()
+
+
 @pytest.mark.parametrize("case,needles", [
     ("cycle", ["cycle", "'a'"]),
     ("unknown_type", ["small", "unknown node type 'image.resise'", "did you mean 'image.resize'"]),
