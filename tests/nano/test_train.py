@@ -37,6 +37,7 @@ from vdnodes.nano.train import (
     fragment,
     load_nano,
     matches,
+    patch_coverage,
     stage_fingerprints,
     train_nano,
     twin,
@@ -188,7 +189,7 @@ def small_config() -> VDConfig:
 BUDGET = Budget(
     "test",
     vae=StageBudget(steps=30, batch=8, lr=3e-3, warmup=2),
-    clip=StageBudget(steps=30, batch=16, lr=3e-3, warmup=2),
+    clip=StageBudget(steps=40, batch=16, lr=3e-3, warmup=2),
     optimus=StageBudget(steps=30, batch=16, lr=3e-3, warmup=2),
     unet=StageBudget(steps=30, batch=8, lr=2e-3, warmup=2),
     checkpoint_every=15, calibration=16, pool=64, eval_samples=0,
@@ -263,11 +264,22 @@ def test_interrupted_run_resumes_to_the_same_weights(straight, tmp_path, stage_a
     assert not different, f"resumed weights differ, e.g. {different[:3]}"
 
 
-def test_clip_word_head_is_checkpointed_but_not_shipped(straight):
+def test_clip_heads_are_checkpointed_but_not_shipped(straight):
     folder, path = straight
     checkpoint = load_file(str(folder / "checkpoints" / "clip.safetensors"))
-    assert {"word_head.weight", "word_head.bias"} <= checkpoint.keys()
-    assert not [k for k in load_file(str(path)) if "word_head" in k]
+    heads = {f"{h}.{p}" for h in ("word_head", "part_head") for p in ("weight", "bias")}
+    assert heads <= checkpoint.keys()
+    assert not [k for k in load_file(str(path)) if "_head" in k]
+
+
+def test_patch_coverage_finds_the_patches_under_the_shape():
+    scene = sc.Scene(shape="square", color="red", background="blue", size="small", x=0.25, y=0.75)
+    cover = patch_coverage([scene], patch=4).reshape(8, 8)  # rows are y, top first
+    image = sc.render(scene, 32).astype(float)  # solid: blue + coverage * (red - blue), per pixel
+    red, blue = np.array(sc.COLORS["red"], float), np.array(sc.COLORS["blue"], float)
+    share = (image - blue) @ (red - blue) / ((red - blue) @ (red - blue))  # [32, 32]
+    np.testing.assert_allclose(cover, share.reshape(8, 4, 8, 4).mean(axis=(1, 3)), atol=0.01)
+    assert cover[6, 2] == 1.0 and cover[1, 6] == 0.0  # under the square; far away
 
 
 def test_resume_refuses_other_settings(straight):
