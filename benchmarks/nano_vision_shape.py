@@ -9,6 +9,10 @@
    the class token, the mean of the patch tokens and all patch tokens side by side; the
    accuracy on the other 1,000 says how readable each attribute is for a linear read-out,
    which is what the UNet's cross-attention values are.
+   It also measures where the layout lies in the principal components that VD's
+   disentanglement cuts (``procedures.adjust_rank``: a PCA of one image's patch tokens): for
+   300 of the scenes, each component's share of the tokens' energy and the correlation of its
+   scores over the 64 patches with the shape's coverage of each patch.
 2. **Train** (``--train-steps N``): a fresh vision tower of the nano config, supervised on
    shape alone from its class token (linear head, batch 128, AdamW, 50 warm-up steps), scored
    on 500 held-out scenes every 100 steps. ``--variant`` changes one thing: ``p2`` patches of
@@ -94,6 +98,33 @@ def probe(weights: Path | None, checkpoint: Path | None = None, n: int = 6000, n
         for read, features in reads.items():
             out[f"{attribute}_{read}"] = linear_probe(features.float(), labels, n_train)
             print(f"{attribute:8s} {read:12s} {out[f'{attribute}_{read}']:.3f}", flush=True)
+    out.update(layout_components(context[:300], scenes[:300]))
+    return out
+
+
+def layout_components(context, scenes: list[Any], k: int = 6) -> dict[str, float]:
+    """Per principal component of the patch tokens (as ``adjust_rank`` takes them): mean share of
+    energy and mean |correlation| of its patch scores with the shape's coverage mask."""
+    import numpy as np
+    import torch
+
+    from vdnodes.model.procedures import _pca
+    from vdnodes.nano.config import IMAGE_SIZE
+    from vdnodes.nano.train import patch_coverage
+
+    side = round((context.shape[1] - 1) ** 0.5)  # patch tokens form a side x side grid
+    cover = patch_coverage(scenes, IMAGE_SIZE // side)
+    energy, corr = np.zeros(k), np.zeros(k)
+    for tokens, mask in zip(context[:, 1:].float(), cover):
+        x = tokens - tokens.mean(dim=-1, keepdim=True)  # adjust_rank's centring: one scalar per token
+        u, s, _ = _pca(x, 20, 100)
+        energy += (s[:k] ** 2 / (x ** 2).sum()).numpy()
+        corr += [abs(np.corrcoef(u[:, i].numpy(), mask)[0, 1]) for i in range(k)]
+    out = {}
+    for i in range(k):
+        out[f"layout_pc{i}_energy"] = float(energy[i] / len(scenes))
+        out[f"layout_pc{i}_coverage_corr"] = float(corr[i] / len(scenes))
+        print(f"PC{i}: energy {out[f'layout_pc{i}_energy']:.3f}, |corr| with coverage {out[f'layout_pc{i}_coverage_corr']:.2f}")
     return out
 
 
