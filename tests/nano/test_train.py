@@ -30,8 +30,10 @@ from vdnodes.nano.tokenizers import build_tokenizers, clip_word_tokenizer, nano_
 from vdnodes.nano.train import (
     STAGES,
     Budget,
+    EDITED,
     StageBudget,
     describe,
+    edit_cases,
     evaluate,
     fold_latent_scale,
     fragment,
@@ -119,6 +121,23 @@ def test_twins_differ_from_their_scene_in_exactly_one_attribute():
         changed += diff
     assert changed.count("shape") > 0.3 * len(changed)  # the attribute the towers see worst
     assert set(changed) == {"shape", "color", "background", "texture", "size"}
+
+
+def test_optimus_edit_cases_change_one_word_of_the_same_caption():
+    cases = edit_cases(np.random.default_rng(2), 300)
+    changed = []
+    for caption, removed, added, target, scene in zip(cases.captions, cases.removed, cases.added, cases.targets,
+                                                     cases.edited):
+        article = {"an": "a"}  # "a white" -> "an orange" is the only other change
+        before, after = ([article.get(w, w) for w in text.split()] for text in (caption, target))
+        diff = [(a, b) for a, b in zip(before, after) if a != b]
+        assert len(before) == len(after) and diff == [(removed, added)], (caption, target)
+        parsed = sc.parse_caption(target)
+        attribute = "color" if added in sc.COLORS else "shape"
+        assert parsed[attribute] == getattr(scene, attribute) == added
+        assert added != scene.background  # a new colour never hides the object
+        changed.append(attribute)
+    assert set(changed) == set(EDITED) and 0.35 < changed.count("shape") / len(changed) < 0.65
 
 
 def test_stage_fingerprints_chain_only_what_a_stage_depends_on(monkeypatch):
@@ -262,6 +281,18 @@ def test_interrupted_run_resumes_to_the_same_weights(straight, tmp_path, stage_a
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"resumed weights differ, e.g. {different[:3]}"
+
+
+def test_later_stages_train_against_the_encoders_exactly_as_shipped(straight):
+    folder, path = straight
+    shipped = load_file(str(path))
+    for stage in ("vae", "clip", "optimus"):
+        checkpoint = load_file(str(folder / "checkpoints" / f"{stage}.safetensors"))
+        weights = {k: v for k, v in checkpoint.items() if "_head" not in k}
+        assert weights
+        for name, tensor in weights.items():
+            if tensor.is_floating_point():
+                assert torch.equal(shipped[name].float(), tensor), name  # fp16 in the file loses nothing
 
 
 def test_clip_heads_are_checkpointed_but_not_shipped(straight):

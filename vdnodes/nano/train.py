@@ -13,13 +13,17 @@ Read top to bottom:
   3. ``optimus``: the text VAE on captions and fragments (teacher-forced cross-entropy +
      beta * KL, beta ramped up). At the end mu is rescaled to unit RMS by folding the scale
      into the bias-free ``encoder.linear`` (mu half) and the decoder's latent adapters, so
-     the model code needs no scale field and VD's "the latent is mu" stays true;
+     the model code needs no scale field and VD's "the latent is mu" stays true. An edit
+     loss teaches the decoder to read VD's I2T2I latent edit of a caption (swap the latent
+     direction of one word's phrase for another's) as the edited caption;
   4. ``unet``: all flows in one model, one flow per step from a fixed cycle (t2i, i2i,
      i2t, t2t and dual-guided), epsilon-prediction MSE on VD's schedule, 10% of contexts
      replaced by the unconditional one (text: CLIP of ""; image: zeros) for guidance, and
      an EMA of the weights, which is what ships. The frozen image encoders would cost more
      than the UNet itself, so a pool of scenes is encoded once (VAE posterior moments, CLIP
      image tokens) and batches are drawn from it; text is encoded per batch;
+- each encoder stage ends by rounding its weights to fp16 (as the file ships them), so the
+  stages after it train against exactly the shipped encoders;
 - the loop: deterministic (the data and every random draw of step ``k`` come from
   ``(seed, stage, k)``), resumable (safetensors weights + ``torch.save``'d optimizer state
   + a JSON state per stage, written every ``checkpoint_every`` steps, at the end of a stage
@@ -61,7 +65,7 @@ from torch import nn
 
 from vdnodes.core.fileio import new_file_mode
 from vdnodes.model import checkpoints as ck
-from vdnodes.model import sampling
+from vdnodes.model import procedures, sampling
 from vdnodes.model import vd as vdm
 from vdnodes.model.conditioning import ContextInput
 from vdnodes.model.configs import VDConfig
@@ -105,8 +109,8 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    # About 1 h 45 min on 2 idle CPU cores (docs/nano.md has the measured throughput):
-    # VAE 15.5, CLIP 20, Optimus 5, UNet 59, pool + calibration + evaluation 2.
+    # About 2 hours on 2 idle CPU cores (docs/nano.md section 4 has the measured throughput):
+    # VAE 15.5, CLIP 21, Optimus with the edit loss ~11, UNet 70, pool + calibration + evaluation 2.
     "full": Budget(
         "full",
         vae=StageBudget(steps=6000, batch=32, lr=1e-3, warmup=100),
@@ -203,6 +207,52 @@ def recolor(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
     """``scene`` in another colour (not its own, not its background's): the dual-guided target."""
     choices = [c for c in sc.COLORS if c not in (scene.color, scene.background)]
     return dataclasses.replace(scene, color=choices[int(rng.integers(len(choices)))])
+
+
+EDITED = ("color", "shape")  # what an I2T2I edit changes in the Optimus stage's edit loss
+
+
+def change_attribute(scene: sc.Scene, attribute: str, rng: np.random.Generator) -> sc.Scene:
+    """``scene`` with ``attribute`` (``"color"`` or ``"shape"``) set to another value (a colour never the background's)."""
+    if attribute == "color":
+        return recolor(scene, rng)
+    choices = [s for s in sc.SHAPES if s != scene.shape]
+    return dataclasses.replace(scene, shape=choices[int(rng.integers(len(choices)))])
+
+
+@dataclass
+class EditCases:
+    """I2T2I text edits: ``captions[i]`` must become ``targets[i]`` by swapping ``removed[i]`` for ``added[i]``."""
+
+    captions: list[str]
+    removed: list[str]
+    added: list[str]
+    targets: list[str]
+    edited: list[sc.Scene]  # the scene each target describes
+
+
+def edit_cases(rng: np.random.Generator, n: int, attributes: Sequence[str] = EDITED) -> EditCases:
+    """``n`` random scenes, each with one of ``attributes`` changed; one caption template per pair."""
+    scenes = [sc.sample_scene(rng) for _ in range(n)]
+    changed = [attributes[int(rng.integers(len(attributes)))] for _ in scenes]
+    edited = [change_attribute(s, a, rng) for s, a in zip(scenes, changed)]
+    templates = [int(rng.integers(len(sc.TEMPLATES))) for _ in scenes]
+    return EditCases([s.caption(t) for s, t in zip(scenes, templates)],
+                     [getattr(s, a) for s, a in zip(scenes, changed)],
+                     [getattr(e, a) for e, a in zip(edited, changed)],
+                     [e.caption(t) for e, t in zip(edited, templates)], edited)
+
+
+def round_to_fp16(module: nn.Module) -> None:
+    """Round ``module``'s floating-point weights to fp16 in place (values as vd-nano ships them).
+
+    A finished encoder stage does this before calibrating, so every later stage trains
+    against exactly the weights the file will hold.
+    """
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            if t.is_floating_point():
+                t.copy_(t.half().float())
 
 
 # Which attribute a hard-negative twin changes (shape most often: it is the hardest to see).
@@ -304,6 +354,7 @@ class Stage:
 class VAEStage(Stage):
     name, title, prefixes = "vae", "image VAE", ("vae_image.",)
     config_parts, settings = ("vae",), ("calibration",)
+    RECIPE = 2  # 2: rounded to fp16 before calibrating (``round_to_fp16``)
     KL_WEIGHT = 1e-5  # per latent element, against per-pixel reconstruction terms
     EDGE_WEIGHT = 0.5
 
@@ -331,6 +382,7 @@ class VAEStage(Stage):
     @torch.no_grad()
     def finish(self) -> dict[str, Any]:
         vae = self.model.vae_image
+        round_to_fp16(vae)
         _, scenes = self.held_out(self.calibration)
         z = torch.cat([vae.posterior(render_batch(scenes[i:i + 64], self.device)).sample()
                        for i in range(0, len(scenes), 64)])
@@ -350,8 +402,8 @@ class CLIPStage(Stage):
     name, title, prefixes = "clip", "CLIP text + image", ("clip_text.", "clip_image.")
     config_parts, settings = ("clip_text", "clip_vision"), ()
     # 2: hard-negative twins; 3: + per-token word loss on the text context tokens;
-    # 4: + per-token attribute loss on the image context tokens
-    RECIPE = 4
+    # 4: + per-token attribute loss on the image context tokens; 5: rounded to fp16 at the end
+    RECIPE = 5
     LOGIT_SCALE = 1.0 / 0.07
     P_FRAGMENT = 0.3
     WORD_WEIGHT = 0.5  # weight of the per-token word loss against the contrastive loss
@@ -450,6 +502,8 @@ class CLIPStage(Stage):
 
     @torch.no_grad()
     def finish(self) -> dict[str, Any]:
+        round_to_fp16(self.model.clip_text)
+        round_to_fp16(self.model.clip_image)
         rng, scenes = self.held_out(64)
         templates = rng.integers(len(sc.TEMPLATES), size=len(scenes))
         texts = [s.caption(int(k)) for s, k in zip(scenes, templates)]
@@ -469,9 +523,32 @@ class OptimusStage(Stage):
     FREE_BITS = 0.05  # nats per latent dimension below which KL is not penalised
     RAMP = 0.3  # share of the steps over which the posterior noise and beta ramp up from 0
     P_FRAGMENT = 0.25
+    # 2: + edit loss; rounded to fp16 at the end. VD's I2T2I edits a caption latent z with
+    # phrase latents, z - (z . n^) n^ + p (``procedures.edit_text_latent``); a text VAE trained
+    # only to reconstruct decodes that edit as the new caption for 0% of colour edits
+    # (benchmarks/nano_optimus_edit.py), so the decoder is also taught to read it so.
+    RECIPE = 2
+    EDIT_WEIGHT = 0.5
+    EDIT_SHARE = 0.25  # edits per step, as a share of the batch
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.model.vae_text.parameters())
+
+    def edited_latents(self, cases: EditCases) -> torch.Tensor:
+        """VD's latent edit of each case's caption mean ``[B, Z]``."""
+        opt = self.model.vae_text
+        return procedures.edit_text_latent(opt.encode(cases.captions), opt.encode(cases.removed),
+                                           opt.encode(cases.added))
+
+    def edit_loss(self, step: int) -> torch.Tensor:
+        """Cross-entropy of decoding the edited latent of a caption as the caption of the edited scene."""
+        rng = np.random.default_rng([step_seed(self.seed, self.name, step), 0, 2])  # not the batch's stream
+        cases = edit_cases(rng, max(1, int(self.budget.batch * self.EDIT_SHARE)))
+        opt = self.model.vae_text
+        dec = self.decoder_ids(cases.targets)
+        logits, _ = opt.decoder_logits(dec[:, :-1], self.edited_latents(cases))
+        target = dec[:, 1:].masked_fill(dec[:, 1:] == opt.config.pad_token_id, -100)
+        return F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100)
 
     def decoder_ids(self, texts: Sequence[str]) -> torch.Tensor:
         """``<BOS> words <EOS>``, right-padded with ``<PAD>``: ``[B, L]``."""
@@ -502,7 +579,9 @@ class OptimusStage(Stage):
         kl_dims = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean(0)  # [Z], per sample
         kl = kl_dims.clamp(min=self.FREE_BITS).sum() * len(texts)
         loss = (rec + self.BETA * ramp * kl) / n_tokens
-        return loss, {"ce": (rec / n_tokens).item(), "kl": kl_dims.sum().item()}
+        edit = self.edit_loss(step)
+        return loss + self.EDIT_WEIGHT * edit, {"ce": (rec / n_tokens).item(), "kl": kl_dims.sum().item(),
+                                                "edit_ce": edit.item()}
 
     @torch.no_grad()
     def finish(self) -> dict[str, Any]:
@@ -512,11 +591,16 @@ class OptimusStage(Stage):
         mu = torch.cat([opt.encode(texts[i:i + 128]) for i in range(0, len(texts), 128)])
         scale = float(1.0 / mu.square().mean().sqrt())  # mu -> unit RMS
         fold_latent_scale(opt, scale)
+        round_to_fp16(opt)
         decoded = opt.decode(opt.encode(texts[:64]), greedy=True)
         exact = np.mean([a == b for a, b in zip(decoded, texts[:64])])
         named = np.mean([sc.score_caption(s, d)["color"] and sc.score_caption(s, d)["shape"]
                          for s, d in zip(scenes[:64], decoded)])
-        return {"latent_scale": scale, "recon_exact": float(exact), "recon_color_shape": float(named)}
+        cases = edit_cases(rng, 64)
+        edited = opt.decode(self.edited_latents(cases), greedy=True)
+        edit_exact = np.mean([a == b for a, b in zip(edited, cases.targets)])
+        return {"latent_scale": scale, "recon_exact": float(exact), "recon_color_shape": float(named),
+                "edit_exact": float(edit_exact)}
 
 
 def fold_latent_scale(optimus: nn.Module, scale: float) -> None:
@@ -906,6 +990,7 @@ def _run_stage(stage: Stage, checkpoints: _Checkpoints, *, checkpoint_every: int
         bar.close()
     for p in params:
         p.requires_grad_(False)
+    torch.manual_seed(step_seed(stage.seed, stage.name, budget.steps))  # so a resumed run finishes alike
     result = stage.finish()
     save(done=True, result=result)
     return result

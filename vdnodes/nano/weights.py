@@ -74,7 +74,7 @@ def attach_tokenizers(model: vdm.VersatileDiffusion, clip_tok: Any, optimus_tok:
 
 def missing_weights_message(path: Path = NANO_WEIGHTS) -> str:
     return (f"vd-nano weights not found at {path}. Train them with `vdnodes train-nano --install` "
-            "(about 1.5 hours on 2 CPU cores), or pass the path of a vd-nano.safetensors file.")
+            "(about 2 hours on 2 CPU cores), or pass the path of a vd-nano.safetensors file.")
 
 
 def load_nano(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
