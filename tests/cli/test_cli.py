@@ -50,6 +50,39 @@ def test_help_does_not_import_torch():
     assert vdnodes("--help").returncode == 0
 
 
+def test_validate_checks_a_nano_graph_without_importing_torch():
+    # validate computes the model node's fingerprint (the weights file's path, size, mtime):
+    # that must not import torch and transformers (6-7 s on a 2-core CPU).
+    code = ("import sys; from vdnodes.cli import main; rc = main(['validate', 'graphs/i2t2i_edit.json']); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 False", out.stdout + out.stderr
+
+
+def test_run_preloads_model_code_only_for_model_graphs_and_leaves_gc_on():
+    # Graphs without a VDModel socket are left to import what they need, lazily.
+    code = ("import sys, gc; from vdnodes import cli; from vdnodes.nodes import build_registry; "
+            "from vdnodes.core.graph import load_graph; reg = build_registry(); "
+            "cli._preload_model_code(load_graph('graphs/hello.json', reg), reg); "
+            "print('transformers' in sys.modules, gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "False True", out.stdout + out.stderr
+
+    import gc
+
+    from vdnodes import cli
+    from vdnodes.core.graph import load_graph
+    from vdnodes.nodes import build_registry
+
+    registry = build_registry()
+    try:
+        cli._preload_model_code(load_graph(ROOT / "graphs" / "text_to_image.json", registry), registry)
+        assert "transformers" in sys.modules and gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what the imports allocated sits outside the collector's scans
+    finally:
+        gc.unfreeze()
+
+
 def test_run_writes_png_that_reproduces_itself(tmp_path):
     g = image_graph(tmp_path / "g.json")
     p = vdnodes("run", str(g), "--out", str(tmp_path / "o"))

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from vdnodes.core.fileio import new_file_mode
-from vdnodes.model.keymap import fit_shape, remap, rename_key
+from vdnodes.model.keymap import PrefixIndex, fit_shape, remap
 
 PathLike = str | os.PathLike
 StateDict = Mapping[str, torch.Tensor]
@@ -453,12 +453,13 @@ def _set_param(module: nn.Module, name: str, param: nn.Parameter) -> None:
 
 
 def _collisions(names: list[str], keymap: Mapping[str, str], ignore: tuple[str, ...]) -> list[str]:
+    index = PrefixIndex(keymap)
     seen: dict[str, str] = {}
     out: list[str] = []
     for k in names:
         if ignore and k.startswith(ignore):
             continue
-        ours = rename_key(k, keymap)
+        ours = index.rename(k)
         if ours is not None:
             if ours in seen:
                 out.append(f"{seen[ours]} and {k} -> {ours}")

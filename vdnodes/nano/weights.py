@@ -21,8 +21,7 @@ from vdnodes.model import checkpoints as ck
 from vdnodes.model import vd as vdm
 from vdnodes.nano.tokenizers import build_tokenizers
 
-WEIGHTS_NAME = "vd-nano.safetensors"
-NANO_WEIGHTS = Path(__file__).resolve().parent / "weights" / WEIGHTS_NAME
+from vdnodes.nano.shipped import NANO_WEIGHTS, WEIGHTS_NAME, missing_weights_message  # noqa: F401 (re-exported)
 
 
 def save_nano(model: vdm.VersatileDiffusion, path: Path, tokenizers: dict[str, Any],
@@ -70,11 +69,6 @@ def attach_tokenizers(model: vdm.VersatileDiffusion, clip_tok: Any, optimus_tok:
         model.clip_text._tokenizer = clip_tok
     if model.vae_text is not None:
         model.vae_text.encoder_tokenizer, model.vae_text.decoder_tokenizer = optimus_tok
-
-
-def missing_weights_message(path: Path = NANO_WEIGHTS) -> str:
-    return (f"vd-nano weights not found at {path}. Train them with `vdnodes train-nano --install` "
-            "(about 2 hours on 2 CPU cores), or pass the path of a vd-nano.safetensors file.")
 
 
 def load_nano(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,

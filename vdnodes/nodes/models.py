@@ -68,7 +68,7 @@ def source_files(source: str) -> list[Path]:
 def _source_path(source: str) -> str:
     """The file behind a source ('nano' is the shipped weights file)."""
     if source == "nano":
-        from vdnodes.nano.weights import NANO_WEIGHTS
+        from vdnodes.nano.shipped import NANO_WEIGHTS
 
         return str(NANO_WEIGHTS)
     return source
@@ -341,7 +341,7 @@ def _model_preflight(params: Any, env: Any) -> str | None:
         if not value or (name == "source" and value == "tiny"):
             continue
         if name == "source" and value == "nano":
-            from vdnodes.nano.weights import NANO_WEIGHTS, missing_weights_message
+            from vdnodes.nano.shipped import NANO_WEIGHTS, missing_weights_message
 
             if not NANO_WEIGHTS.is_file():
                 return "source: " + missing_weights_message()
@@ -388,7 +388,7 @@ def load_model(ctx, source: str, dtype: str, device: str, seed: int, image_vae: 
     if manager is None:
         raise RuntimeError("the executor was started without a model manager (services['models'])")
     if source == "nano":
-        from vdnodes.nano.weights import NANO_WEIGHTS, missing_weights_message
+        from vdnodes.nano.shipped import NANO_WEIGHTS, missing_weights_message
 
         if not NANO_WEIGHTS.is_file():
             raise NodeInputError(missing_weights_message(), socket="source")
