@@ -3,7 +3,9 @@
 1. Every graph in graphs/ as ``vdnodes run graphs/NAME.json`` in a fresh process
    (start-up, model build and all included): wall seconds of each run, ``--repeat`` rounds
    over all graphs (so a slow spell of a shared machine hits every graph alike), and the
-   median per graph.
+   median per graph. Each round also times the reference ``python -c "import torch;
+   from transformers import CLIPTextModel"`` (the imports every model graph pays), so a
+   graph's time reads as that floor plus its own work, on whatever host ran it.
 2. dual_guided.json in one process: first run, re-run after changing only the
    sampler seed (encoders served from cache), and an unchanged re-run.
 
@@ -27,10 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+REFERENCE = "import torch; from transformers import CLIPTextModel"
+
+
 def cold_runs(repeat: int) -> dict[str, dict[str, object]]:
     runs: dict[str, list[float]] = {}
     for round_ in range(repeat):
-        for name, seconds in cold_round().items():
+        for name, seconds in {**cold_round(), "_reference_imports": reference_imports()}.items():
             runs.setdefault(name, []).append(seconds)
             print(f"cold  {name:16s} {seconds:6.2f} s  (round {round_ + 1}/{repeat})")
     return {name: {"median": round(statistics.median(times), 2), "runs": times} for name, times in runs.items()}
@@ -49,6 +54,23 @@ def cold_round() -> dict[str, float]:
             raise SystemExit(f"{path.name} failed:\n{proc.stderr}")
         out[path.stem] = round(seconds, 2)
     return out
+
+
+def reference_imports() -> float:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", REFERENCE], env=env, check=True, capture_output=True)
+    return round(time.perf_counter() - t0, 2)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cache_reuse() -> dict[str, object]:
@@ -80,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    results = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+    results = {"python": platform.python_version(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
                "dual_guided_cache": cache_reuse()}
     if not args.skip_cold:
         results["cold_cli_seconds"] = cold_runs(args.repeat)

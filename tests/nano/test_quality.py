@@ -126,3 +126,37 @@ def test_vae_flow_scores_reconstructions_with_the_checker():
     assert rates == {"vae_color": 1.0, "vae_shape": 1.0, "vae_texture": 1.0}
     blank = torch.zeros_like(good)  # black images: colour and shape lost
     assert q.score("vae", q.Cases(scenes, images=blank))["vae_shape"] < 0.5
+
+
+def test_eval_nano_samples_with_the_example_graphs_settings():
+    # eval-nano's numbers are what a user of graphs/ gets only while its settings are the graphs'.
+    import json
+    from pathlib import Path
+
+    from vdnodes.nodes import build_registry
+
+    denoise = build_registry().get("vd.denoise")
+    defaults = {name: p.default for name, p in denoise.params.items()}
+    settings = q.Settings()
+    graphs = Path(__file__).resolve().parents[2] / "graphs"
+    seen = 0
+    for path in sorted(graphs.glob("*.json")):
+        for node_id, node in json.loads(path.read_text())["nodes"].items():
+            if node["type"] != "vd.denoise":
+                continue
+            params = {**defaults, **node.get("params", {})}
+            where = f"{path.name}:{node_id}"
+            assert params["steps"] == settings.steps, where
+            variation = path.name == "image_variation.json"
+            assert params["guidance"] == (settings.variation_guidance if variation else settings.guidance), where
+            assert params["sampler"] == settings.sampler, where
+            seen += 1
+    assert seen >= 10
+    nodes = lambda name: json.loads((graphs / name).read_text())["nodes"]  # noqa: E731
+    assert nodes("dual_guided.json")["sample"]["params"]["mix"] == settings.dual_mix
+    i2t2i = nodes("i2t2i_edit.json")
+    assert i2t2i["sample"]["params"]["mix"] == settings.edit_mix
+    assert i2t2i["layout"]["params"]["rank"] == settings.edit_rank
+    focus = nodes("disentangle.json")
+    assert focus["semantic_focus"]["params"]["focus"] == settings.semantic_focus
+    assert focus["style_focus"]["params"]["focus"] == settings.style_focus

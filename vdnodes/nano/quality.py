@@ -4,7 +4,8 @@
 returns the rates; ``check_thresholds`` compares them with the targets; ``write_grids`` draws
 sample grids; ``main`` is ``vdnodes eval-nano``. The flows use the same procedures as the
 graph nodes (``vdnodes.model.procedures``, ``sampling``), with the settings the example graphs
-ship with (DDIM 50 steps, guidance 7.5, zeros / CLIP("") unconditionals), so the numbers say
+ship with (DDIM 20 steps, guidance 7.5 and 3.0 for image variation, zeros / CLIP("")
+unconditionals), so the numbers say
 what a user of ``graphs/`` gets.
 
 Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow; the starting noise
@@ -12,7 +13,8 @@ is seeded per flow too, so ``--flows`` reproduces those rows of a full run):
 
 - ``t2i``: the scene's caption -> image; colour and shape read back by the checker;
 - ``i2t``: the scene's image -> text latent -> greedy Optimus caption; colour and shape words;
-- ``i2i`` (image variation): image -> image; colour and shape kept (both);
+- ``i2i`` (image variation, guidance ``variation_guidance``): image -> image; colour and shape
+  kept (both);
 - ``t2t`` (text variation): caption -> caption; the noun (the shape word) kept, and all of
   colour, shape, background and texture words kept;
 - ``dual``: image of scene A + the text of one other colour word ("green"), text share 0.5;
@@ -81,8 +83,9 @@ DISTANCES = ("clip_tokens_",)  # metrics that are distances, not rates (shown as
 class Settings:
     """How samples are drawn; the defaults are the example graphs'."""
 
-    steps: int = 50
+    steps: int = 20  # the graphs' DDIM steps: on vd-nano as good as VD's 50 (docs/nano.md section 5)
     guidance: float = 7.5
+    variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 5)
     sampler: str = "ddim"
     dual_mix: float = 0.5  # text share in dual-guided generation (graphs/dual_guided.json)
     edit_mix: float = 0.67  # text share in I2T2I (graphs/i2t2i_edit.json)
@@ -146,8 +149,9 @@ class Runner:
         return tokens, torch.zeros_like(tokens)
 
     def sample(self, xtype: str, conds: list[tuple[torch.Tensor, str, float]],
-               unconds: list[torch.Tensor]) -> torch.Tensor:
-        """Latents for ``conds`` = [(tokens [N, T, D], modality, share)], with guidance."""
+               unconds: list[torch.Tensor], guidance: float | None = None) -> torch.Tensor:
+        """Latents for ``conds`` = [(tokens [N, T, D], modality, share)], with guidance
+        (default: ``settings.guidance``)."""
         n = conds[0][0].shape[0]
         cfg = self.model.config
         side = IMAGE_SIZE // cfg.vae.downsample_factor
@@ -158,7 +162,8 @@ class Runner:
             c = [ContextInput(t[i:j], m, w) for t, m, w in conds]
             u = [ContextInput(t[i:j], m, w) for t, (_, m, w) in zip(unconds, conds)]
             x = sampling.initial_noise((j - i, *shape), self._generator, device=self.device)
-            denoise = sampling.cfg_denoiser(self.model.unet, xtype, c, u, self.settings.guidance)
+            scale = self.settings.guidance if guidance is None else guidance
+            denoise = sampling.cfg_denoiser(self.model.unet, xtype, c, u, scale)
             out.append(sampling.sample(self.settings.sampler, denoise, x, self.settings.steps))
         return torch.cat(out)
 
@@ -179,8 +184,8 @@ class Runner:
     def i2i(self, scenes: list[sc.Scene]) -> Cases:
         sources = _render(scenes, self.device)
         tokens, uncond = self.image_context(sources)
-        images = self.decode_images(self.sample("image", [(tokens, "image", 1.0)], [uncond]))
-        return Cases(scenes, images=images, extra={"sources": sources})
+        latents = self.sample("image", [(tokens, "image", 1.0)], [uncond], self.settings.variation_guidance)
+        return Cases(scenes, images=self.decode_images(latents), extra={"sources": sources})
 
     def i2t(self, scenes: list[sc.Scene]) -> Cases:
         sources = _render(scenes, self.device)
@@ -381,7 +386,8 @@ def check_thresholds(rates: dict[str, float]) -> list[tuple[str, str, bool]]:
 def markdown_table(rates: dict[str, float], n: int, settings: Settings) -> str:
     """The results as a markdown section (what ``--docs`` writes into docs/nano.md)."""
     lines = [f"Measured with `vdnodes eval-nano --n {n}` ({n} held-out scenes per flow; "
-             f"{settings.sampler.upper()} {settings.steps} steps, guidance {settings.guidance}).", "",
+             f"{settings.sampler.upper()} {settings.steps} steps, guidance {settings.guidance}; "
+             f"image variation {settings.variation_guidance}).", "",
              "| metric | rate | target | met |", "|---|---:|---|---|"]
     targets = {k: (f">= {v:.0%}", rates[k] >= v) for k, v in THRESHOLDS.items() if k in rates}
     for k, v in rates.items():
@@ -426,7 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--flows", default=",".join(FLOWS), help=f"comma-separated subset of {','.join(FLOWS)}")
     parser.add_argument("--steps", type=int, default=Settings.steps)
-    parser.add_argument("--guidance", type=float, default=Settings.guidance)
+    parser.add_argument("--guidance", type=float, default=Settings.guidance, help="every flow but i2i")
+    parser.add_argument("--variation-guidance", type=float, default=Settings.variation_guidance,
+                        help="i2i (image variation)")
     parser.add_argument("--out", default=None, help="write the rates as JSON here")
     parser.add_argument("--grids", default=None, help="write sample grids (PNG) into this folder")
     parser.add_argument("--docs", default=None, help="update the results section of this markdown file")
@@ -448,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
         print(f"vdnodes eval-nano: error: {e}", file=sys.stderr)
         return 2
-    settings = Settings(steps=args.steps, guidance=args.guidance)
+    settings = Settings(steps=args.steps, guidance=args.guidance, variation_guidance=args.variation_guidance)
     keep: dict[str, Any] = {}
     t0 = time.perf_counter()
     rates = measure(model, args.n, seed=args.seed, settings=settings, flows=flows,

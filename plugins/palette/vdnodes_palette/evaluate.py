@@ -1,6 +1,6 @@
 """Does the palette steer the colours? Measured on vd-nano with the scene checker.
 
-    python -m vdnodes_palette.evaluate [--n 200] [--out results.json]
+    python -m vdnodes_palette.evaluate [--n 200] [--steps 20] [--out results.json]
 
 For ``n`` held-out scenes, the palette is the scene's (object colour, background colour):
 - ``palette_only``: the palette alone as the context;
@@ -32,7 +32,7 @@ def _text(scene) -> str:
 
 
 @torch.no_grad()
-def measure(n: int = 200, seed: int = 31, steps: int = 50, guidance: float = 7.5,
+def measure(n: int = 200, seed: int = 31, steps: int | None = None, guidance: float = 7.5,
             weights: Path | None = None) -> dict[str, float]:
     from vdnodes.nano import scenes as sc
     from vdnodes.nano.checker import check_image
@@ -48,7 +48,7 @@ def measure(n: int = 200, seed: int = 31, steps: int = 50, guidance: float = 7.5
     encoder = load_encoder(path)
     rng = np.random.default_rng(seed)
     scenes = [sc.sample_scene(rng) for _ in range(n)]
-    runner = Runner(vd, Settings(steps=steps, guidance=guidance), seed)
+    runner = Runner(vd, Settings(steps=steps or Settings.steps, guidance=guidance), seed)
     pal = encoder(palette_rgb(scenes, None), torch.ones(n, 2, dtype=torch.bool))  # [N, 2, D]
     pal_u = torch.zeros_like(pal)
     txt, txt_u = runner.text_context([_text(s) for s in scenes])
@@ -74,16 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vdnodes_palette.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="DDIM steps (default: eval-nano's, the example graphs' setting)")
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the rates as JSON here")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    rates = measure(args.n, args.seed, weights=args.weights)
+    from vdnodes.nano.quality import Settings
+
+    steps = args.steps or Settings.steps
+    rates = measure(args.n, args.seed, steps=steps, weights=args.weights)
     rates["seconds"] = round(time.perf_counter() - t0, 1)
     for k, v in rates.items():
         print(f"{k:28s} {v:.3f}" if k != "seconds" else f"{k:28s} {v}")
     if args.out:
-        args.out.write_text(json.dumps({"n": args.n, "seed": args.seed, "rates": rates}, indent=1) + "\n")
+        args.out.write_text(json.dumps({"n": args.n, "seed": args.seed, "steps": steps, "rates": rates}, indent=1) + "\n")
     return 0
 
 
