@@ -6,7 +6,8 @@ Continues the UNet of a vd-nano file (default: the shipped one) through train-na
 stage loop (``UNetStage``; batch 64, peak lr 3e-4 with 50 warm-up steps and cosine decay, a
 4,000-scene pool, seed 1) on the flows of ``--cycle``: ``text`` trains i2t and t2t only and
 measures them; ``all`` trains train-nano's whole flow cycle and measures t2i, i2i, t2t and
-i2t. eval-nano's runner (``--n`` held-out scenes, DDIM 50, guidance 7.5) scores the EMA
+i2t. eval-nano's runner (``--n`` held-out scenes, its default settings: DDIM 20 steps since
+stop 19, 50 before; guidance 7.5, image variation 3.0) scores the EMA
 weights before the first step and every ``--every`` steps. Writes
 ``benchmarks/results/nano_flow_steps_<cycle>.json``. What it is not: a recipe (train-nano's
 budget is what ships); with ``text`` the image flows are not trained and the context layers
