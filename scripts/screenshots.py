@@ -45,7 +45,10 @@ def settle(app, ms: int = 150) -> None:
 
 
 def open_window(app, graph: Path, out_dir: str, steps: int | None) -> MainWindow:
-    win = MainWindow(out_dir=out_dir)
+    from vdnodes.nodes import build_registry_with_plugins
+
+    registry, report = build_registry_with_plugins()  # as `vdnodes gui`: plugin graphs open too
+    win = MainWindow(registry, out_dir=out_dir, plugin_report=report)
     win.ask_before_discard = False
     win.resize(*SIZE)
     win.show()
