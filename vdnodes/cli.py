@@ -118,8 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+_ONE_SHOT = False  # set by ``entry``: this process runs one command, then exits
+
+
 def entry() -> None:
     """The ``vdnodes`` console command (and ``python -m vdnodes``): ``main``, then exit."""
+    global _ONE_SHOT
+    _ONE_SHOT = True
     argv = sys.argv[1:]
     code = main(argv)
     if argv[:1] == ["gui"] or "torch" not in sys.modules:
@@ -245,9 +250,9 @@ def _preload_model_code(graph: Any, registry: Any) -> None:
 
     Only for graphs with a node that takes or gives a ``VDModel`` (the nodes would import
     them lazily anyway). Their import allocates millions of objects, and the collections
-    that triggers cost 1-2 s of a 6-7 s import on a 2-core CPU; afterwards ``gc.freeze``
-    moves those objects out of the collector's way. ``vdnodes run`` is one process per
-    graph, so this is its start-up and nothing else's.
+    that triggers cost 1-2 s of a 6-7 s import on a 2-core CPU. In the console command's
+    one-shot process ``gc.freeze`` then moves those objects out of the collector's way for
+    good; in-process callers of ``main`` (tests, embedding code) keep their collector as it was.
     """
     import gc
 
@@ -262,7 +267,8 @@ def _preload_model_code(graph: Any, registry: Any) -> None:
     finally:
         if was_enabled:
             gc.enable()
-        gc.freeze()
+        if _ONE_SHOT:
+            gc.freeze()
 
 
 def run_services(seed: int | None) -> dict[str, Any]:

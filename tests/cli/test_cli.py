@@ -59,7 +59,7 @@ def test_validate_checks_a_nano_graph_without_importing_torch():
     assert out.stdout.strip().splitlines()[-1] == "0 False", out.stdout + out.stderr
 
 
-def test_run_preloads_model_code_only_for_model_graphs_and_leaves_gc_on():
+def test_run_preloads_model_code_only_for_model_graphs_and_leaves_gc_on(monkeypatch):
     # Graphs without a VDModel socket are left to import what they need, lazily.
     code = ("import sys, gc; from vdnodes import cli; from vdnodes.nodes import build_registry; "
             "from vdnodes.core.graph import load_graph; reg = build_registry(); "
@@ -75,10 +75,15 @@ def test_run_preloads_model_code_only_for_model_graphs_and_leaves_gc_on():
     from vdnodes.nodes import build_registry
 
     registry = build_registry()
+    graph = load_graph(ROOT / "graphs" / "text_to_image.json", registry)
+    frozen = gc.get_freeze_count()
+    cli._preload_model_code(graph, registry)  # in-process: the collector is left as it was
+    assert "transformers" in sys.modules and gc.isenabled() and gc.get_freeze_count() == frozen
     try:
-        cli._preload_model_code(load_graph(ROOT / "graphs" / "text_to_image.json", registry), registry)
-        assert "transformers" in sys.modules and gc.isenabled()
-        assert gc.get_freeze_count() > 0  # what the imports allocated sits outside the collector's scans
+        monkeypatch.setattr(cli, "_ONE_SHOT", True)  # the console command's own process
+        cli._preload_model_code(graph, registry)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > frozen  # what the imports allocated sits outside the scans
     finally:
         gc.unfreeze()
 
