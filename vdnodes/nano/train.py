@@ -925,6 +925,21 @@ def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     os.replace(tmp, path)
 
 
+def adamw(params: list[nn.Parameter], lr: float) -> torch.optim.AdamW:
+    """Every stage's optimiser: AdamW (betas 0.9 / 0.99, weight decay 0.01), fused where torch can.
+
+    The fused kernel updates all tensors in one pass: on the 1,364 tensors of the nano UNet it
+    takes 0.03 s per step on a 2-core CPU against 0.10 s for ``foreach`` (docs/nano.md,
+    section 4). Same algorithm; the floats differ in the last bits. torch < 2.4 has no fused
+    AdamW on CPU and gets ``foreach``.
+    """
+    kwargs: dict[str, Any] = {"lr": lr, "betas": (0.9, 0.99), "weight_decay": 0.01}
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except RuntimeError:
+        return torch.optim.AdamW(params, foreach=True, **kwargs)
+
+
 OnStep = Callable[[str, int, dict[str, float]], None]
 
 
@@ -942,7 +957,7 @@ def _run_stage(stage: Stage, checkpoints: _Checkpoints, *, checkpoint_every: int
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=budget.lr, betas=(0.9, 0.99), weight_decay=0.01, foreach=True)
+    optimizer = adamw(params, budget.lr)
     step, losses, seconds = 0, [], 0.0
     if state is not None:
         checkpoints.load(stage, model, optimizer, device)
