@@ -7,6 +7,8 @@ whose answers are known (ground-truth renders and captions).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +97,17 @@ def test_eval_nano_rejects_bad_options_with_exit_2(capsys, tmp_path):
     assert "unknown flow" in capsys.readouterr().err
     assert q.main(["--weights", str(tmp_path / "missing.safetensors")]) == 2
     assert "train-nano" in capsys.readouterr().err
+
+
+def test_eval_nano_samples_with_the_sampler_it_is_given(tmp_path, capsys):
+    out = tmp_path / "rates.json"
+    assert q.main(["--n", "2", "--flows", "i2i", "--steps", "2", "--sampler", "dpmpp_2m", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["settings"]["sampler"] == "dpmpp_2m" and 0.0 <= record["rates"]["i2i_color"] <= 1.0
+    assert "DPMPP_2M 2 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        q.main(["--sampler", "euler"])
+    assert exit_.value.code == 2 and "invalid choice: 'euler'" in capsys.readouterr().err
 
 
 def test_clip_probe_variants_change_only_the_probed_attribute():

@@ -435,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=Settings.guidance, help="every flow but i2i")
     parser.add_argument("--variation-guidance", type=float, default=Settings.variation_guidance,
                         help="i2i (image variation)")
+    parser.add_argument("--sampler", choices=[str(n.value) for n in sampling.SamplerName], default=Settings.sampler)
     parser.add_argument("--out", default=None, help="write the rates as JSON here")
     parser.add_argument("--grids", default=None, help="write sample grids (PNG) into this folder")
     parser.add_argument("--docs", default=None, help="update the results section of this markdown file")
@@ -456,7 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
         print(f"vdnodes eval-nano: error: {e}", file=sys.stderr)
         return 2
-    settings = Settings(steps=args.steps, guidance=args.guidance, variation_guidance=args.variation_guidance)
+    settings = Settings(steps=args.steps, guidance=args.guidance, variation_guidance=args.variation_guidance,
+                        sampler=args.sampler)
     keep: dict[str, Any] = {}
     t0 = time.perf_counter()
     rates = measure(model, args.n, seed=args.seed, settings=settings, flows=flows,
