@@ -173,3 +173,4 @@ def test_eval_nano_samples_with_the_example_graphs_settings():
     focus = nodes("disentangle.json")
     assert focus["semantic_focus"]["params"]["focus"] == settings.semantic_focus
     assert focus["style_focus"]["params"]["focus"] == settings.style_focus
+    assert settings.variation_tokens == "all"  # the graphs' image variation reads every token

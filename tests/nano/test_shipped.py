@@ -63,6 +63,28 @@ def test_flows_from_an_image_keep_its_colour_and_shape(nano):
     assert rates["i2t_color_shape"] >= 0.5, rates
 
 
+@pytest.mark.parametrize("part, tokens", [("all", 65), ("patches", 64), ("class", 1)])
+def test_image_variation_can_read_part_of_the_image_context(nano, part, tokens):
+    # The diagnostic of docs/nano.md section 6 (which tokens the UNet reads shapes from):
+    # exactly the chosen tokens reach the UNet, for the conditional and unconditional passes.
+    from vdnodes.nano.quality import Settings, measure
+
+    seen = []
+    hook = nano.unet.register_forward_pre_hook(lambda m, args: seen.append(args[3][0].tokens.shape[1]))
+    try:
+        measure(nano, 2, settings=Settings(steps=1, variation_tokens=part), flows=["i2i"])
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {tokens}
+
+
+def test_image_variation_rejects_an_unknown_token_choice(nano):
+    from vdnodes.nano.quality import Settings, measure
+
+    with pytest.raises(ValueError, match="variation_tokens must be one of"):
+        measure(nano, 2, settings=Settings(steps=1, variation_tokens="cls"), flows=["i2i"])
+
+
 def test_a_flows_samples_do_not_depend_on_the_flows_measured_before_it(nano):
     # `eval-nano --flows t2t` must reproduce the t2t row of a full `eval-nano`.
     from vdnodes.nano.quality import Settings, measure

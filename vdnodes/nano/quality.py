@@ -86,6 +86,7 @@ class Settings:
     steps: int = 20  # the graphs' DDIM steps: on vd-nano as good as VD's 50 (docs/nano.md section 5)
     guidance: float = 7.5
     variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 5)
+    variation_tokens: str = "all"  # image variation reads all image tokens, or a diagnostic subset (VARIATION_TOKENS)
     sampler: str = "ddim"
     dual_mix: float = 0.5  # text share in dual-guided generation (graphs/dual_guided.json)
     edit_mix: float = 0.67  # text share in I2T2I (graphs/i2t2i_edit.json)
@@ -93,6 +94,11 @@ class Settings:
     semantic_focus: float = 0.2
     style_focus: float = 0.8
     batch: int = 100  # samples per UNet call (x2 with guidance)
+
+
+# Which image context tokens image variation reads: all of them (the graphs), or, to see which
+# ones the UNet relies on (docs/nano.md section 6), the patch tokens or the class token alone.
+VARIATION_TOKENS = {"all": slice(None), "patches": slice(1, None), "class": slice(0, 1)}
 
 
 @dataclasses.dataclass
@@ -183,8 +189,13 @@ class Runner:
 
     def i2i(self, scenes: list[sc.Scene]) -> Cases:
         sources = _render(scenes, self.device)
+        if self.settings.variation_tokens not in VARIATION_TOKENS:
+            raise ValueError(f"variation_tokens must be one of {sorted(VARIATION_TOKENS)}, "
+                             f"got {self.settings.variation_tokens!r}")
         tokens, uncond = self.image_context(sources)
-        latents = self.sample("image", [(tokens, "image", 1.0)], [uncond], self.settings.variation_guidance)
+        keep = VARIATION_TOKENS[self.settings.variation_tokens]
+        latents = self.sample("image", [(tokens[:, keep], "image", 1.0)], [uncond[:, keep]],
+                              self.settings.variation_guidance)
         return Cases(scenes, images=self.decode_images(latents), extra={"sources": sources})
 
     def i2t(self, scenes: list[sc.Scene]) -> Cases:
