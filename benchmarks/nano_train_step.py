@@ -14,6 +14,8 @@ it. It also times one AdamW update of each stage's parameters with ``foreach`` a
 
     python benchmarks/nano_train_step.py [--stages vae,clip,optimus,unet] [--steps 30] [--threads 2]
     # writes benchmarks/results/nano_train_step.json
+    python benchmarks/nano_train_step.py --device cuda --steps 60
+    # writes benchmarks/results/nano_train_step_cuda.json (each part timed after a synchronize)
 
 Run it on an otherwise idle machine: a second job on 2 cores doubles every number.
 """
@@ -43,10 +45,25 @@ def _median_ms(seconds: list[float]) -> float:
     return round(statistics.median(seconds) * 1000, 1)
 
 
+def _clock(device: Any) -> Any:
+    """``time.perf_counter`` that first waits for ``device``'s queued work (GPU kernels run async)."""
+    import torch
+
+    if device.type != "cuda":
+        return time.perf_counter
+
+    def now() -> float:
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    return now
+
+
 def time_optimizers(params: list[Any], repeats: int = 10) -> dict[str, float]:
     """Median ms of one AdamW update of ``params`` (their current gradients), foreach vs fused."""
     import torch
 
+    clock = _clock(params[0].device)
     saved = [p.detach().clone() for p in params]
     out = {}
     for kind in ("foreach", "fused"):
@@ -56,9 +73,9 @@ def time_optimizers(params: list[Any], repeats: int = 10) -> dict[str, float]:
             continue
         seconds = []
         for _ in range(repeats + 1):
-            t0 = time.perf_counter()
+            t0 = clock()
             opt.step()
-            seconds.append(time.perf_counter() - t0)
+            seconds.append(clock() - t0)
         out[kind] = _median_ms(seconds[1:])
     with torch.no_grad():
         for p, s in zip(params, saved):
@@ -72,30 +89,32 @@ def time_stage(name: str, model: Any, plan: Any, steps: int) -> dict[str, Any]:
 
     from vdnodes.nano import train as tr
 
-    stage = tr.STAGE_CLASSES[name](model, plan, 0, torch.device("cpu"), progress=False)
+    device = next(model.parameters()).device
+    clock = _clock(device)
+    stage = tr.STAGE_CLASSES[name](model, plan, 0, device, progress=False)
     params = stage.parameters()
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     optimizer = tr.adamw(params, stage.budget.lr)
-    t0 = time.perf_counter()
+    t0 = clock()
     stage.prepare()
-    prepare_s = time.perf_counter() - t0
+    prepare_s = clock() - t0
     cycle = getattr(stage, "CYCLE", (name,))
     parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for step in range(steps):
         torch.manual_seed(tr.step_seed(0, name, step))
-        t0 = time.perf_counter()
+        t0 = clock()
         loss, _ = stage.step_loss(step)
-        t1 = time.perf_counter()
+        t1 = clock()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        t2 = time.perf_counter()
+        t2 = clock()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         stage.after_step(step)
-        t3 = time.perf_counter()
+        t3 = clock()
         flow = cycle[step % len(cycle)]
         for part, seconds in (("data_forward", t1 - t0), ("backward", t2 - t1), ("optimizer", t3 - t2),
                               ("step", t3 - t0)):
@@ -123,6 +142,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps timed per stage (default 30)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pool", type=int, default=1024, help="UNet scene pool (train-nano: 20,000)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default: benchmarks/results/nano_train_step[_cuda].json)")
     args = parser.parse_args()
 
     import torch
@@ -136,16 +158,21 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(tr.STAGES)}")
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA device")
     config = nano_config()
     info = tr.tokenizer_info(config)
     clip_tok, optimus_tok = tr.build_tokenizers(info)
     torch.manual_seed(0)
-    model = vdm.build(config, vdm.COMPONENTS, device="cpu", clip_tokenizer=clip_tok,
+    model = vdm.build(config, vdm.COMPONENTS, device=device, clip_tokenizer=clip_tok,
                       optimus_tokenizers=tuple(optimus_tok)).eval()
     plan = dataclasses.replace(tr.BUDGETS["full"], pool=args.pool)
     results: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                                "cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": args.threads,
-                               "stages": {}}
+                               "device": str(device), "stages": {}}
+    if device.type == "cuda":
+        results["gpu"] = torch.cuda.get_device_name(device)
     for name in stages:
         r = time_stage(name, model, plan, args.steps)
         results["stages"][name] = r
@@ -158,8 +185,9 @@ def main() -> None:
     print(f"full budget, stages timed: {total:.0f} min (+ scene pool and evaluation, a few minutes)")
     from vdnodes.core.fileio import atomic_write_text
 
-    atomic_write_text(RESULTS, json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    out = args.out or (RESULTS if device.type == "cpu" else RESULTS.with_name(f"{RESULTS.stem}_{device.type}.json"))
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
