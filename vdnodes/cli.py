@@ -228,7 +228,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
     graph = _load(args, registry)
     device = _check_device(args.device)
-    _preload_model_code(graph, registry)
+    from vdnodes.nodes.models import preload_model_code
+
+    preload_model_code(graph, registry, freeze=_ONE_SHOT)
     sink = JsonEventWriter() if args.json_events else ProgressPrinter()
     executor = Executor(registry, device=device, dtype=args.dtype, out_dir=args.out,
                         services=run_services(args.seed))
@@ -243,32 +245,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         for name, text in report.items():
             print(f"{name}: {text}")
     return EXIT_OK
-
-
-def _preload_model_code(graph: Any, registry: Any) -> None:
-    """Import torch and transformers up front, with the cyclic garbage collector paused.
-
-    Only for graphs with a node that takes or gives a ``VDModel`` (the nodes would import
-    them lazily anyway). Their import allocates millions of objects, and the collections
-    that triggers cost 1-2 s of a 6-7 s import on a 2-core CPU. In the console command's
-    one-shot process ``gc.freeze`` then moves those objects out of the collector's way for
-    good; in-process callers of ``main`` (tests, embedding code) keep their collector as it was.
-    """
-    import gc
-
-    decls = [registry.get(spec.type) for spec in graph.nodes.values() if spec.type in registry]
-    if not any(sock.socket_type.name == "VDModel"
-               for d in decls for sock in [*d.inputs.values(), *d.outputs.values()]):
-        return
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        import vdnodes.model.vd  # noqa: F401  (torch, transformers' CLIP, BERT and GPT-2)
-    finally:
-        if was_enabled:
-            gc.enable()
-        if _ONE_SHOT:
-            gc.freeze()
 
 
 def run_services(seed: int | None) -> dict[str, Any]:

@@ -59,29 +59,30 @@ def test_validate_checks_a_nano_graph_without_importing_torch():
     assert out.stdout.strip().splitlines()[-1] == "0 False", out.stdout + out.stderr
 
 
-def test_run_preloads_model_code_only_for_model_graphs_and_leaves_gc_on(monkeypatch):
+def test_run_preloads_model_code_only_for_model_graphs_and_leaves_gc_on():
     # Graphs without a VDModel socket are left to import what they need, lazily.
-    code = ("import sys, gc; from vdnodes import cli; from vdnodes.nodes import build_registry; "
+    code = ("import sys, gc; from vdnodes.nodes.models import preload_model_code; "
+            "from vdnodes.nodes import build_registry; "
             "from vdnodes.core.graph import load_graph; reg = build_registry(); "
-            "cli._preload_model_code(load_graph('graphs/hello.json', reg), reg); "
-            "print('transformers' in sys.modules, gc.isenabled())")
+            "print(preload_model_code(load_graph('graphs/hello.json', reg), reg), "
+            "'transformers' in sys.modules, gc.isenabled())")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert out.stdout.strip().splitlines()[-1] == "False True", out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False False True", out.stdout + out.stderr
 
     import gc
 
-    from vdnodes import cli
     from vdnodes.core.graph import load_graph
     from vdnodes.nodes import build_registry
+    from vdnodes.nodes.models import preload_model_code
 
     registry = build_registry()
     graph = load_graph(ROOT / "graphs" / "text_to_image.json", registry)
     frozen = gc.get_freeze_count()
-    cli._preload_model_code(graph, registry)  # in-process: the collector is left as it was
+    assert preload_model_code(graph, registry)  # in-process: the collector is left as it was
     assert "transformers" in sys.modules and gc.isenabled() and gc.get_freeze_count() == frozen
     try:
-        monkeypatch.setattr(cli, "_ONE_SHOT", True)  # the console command's own process
-        cli._preload_model_code(graph, registry)
+        # The console command's own process (``vdnodes run``) freezes what the imports allocated.
+        assert preload_model_code(graph, registry, freeze=True)
         assert gc.isenabled()
         assert gc.get_freeze_count() > frozen  # what the imports allocated sits outside the scans
     finally:
