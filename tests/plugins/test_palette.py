@@ -131,3 +131,18 @@ def test_the_example_graph_runs_from_the_command_line(tmp_path):
     with Image.open(png) as im:
         got = check_image(np.asarray(im.convert("RGB")))
     assert got["color"] == "red" and got["background"] == "blue", got
+
+
+def test_training_refuses_a_checkpoint_made_against_other_vd_nano_weights(tmp_path):
+    # A finished run resumed after vd-nano was retrained would install stale layers under the
+    # new file's sha256, and palette.encode's warning would never fire.
+    import json
+
+    from vdnodes_palette.train import train
+
+    (tmp_path / "checkpoint.safetensors").write_bytes(b"")
+    (tmp_path / "checkpoint.json").write_text(json.dumps(
+        {"steps": 4, "seed": 0, "step": 4, "losses": [], "seconds": 0.0, "base_sha256": "0" * 64}))
+    with pytest.raises(SystemExit, match="other vd-nano weights"):
+        train(tmp_path, steps=4, progress=False, pool_size=8)
+    assert not (tmp_path / "palette-nano.safetensors").exists()

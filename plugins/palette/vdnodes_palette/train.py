@@ -102,6 +102,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
 
+    nano_sha256 = hashlib.sha256(NANO_WEIGHTS.read_bytes()).hexdigest()
     ckpt, state_file = out / "checkpoint.safetensors", out / "checkpoint.json"
     start, losses, seconds = 0, [], 0.0
     if ckpt.exists() and state_file.exists():
@@ -109,6 +110,10 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
         if state["steps"] != steps or state["seed"] != seed:
             raise SystemExit(f"{out} holds a run with other settings ({state['steps']} steps, seed "
                              f"{state['seed']}); use another --out or delete it")
+        if state.get("base_sha256") != nano_sha256:  # runs before stop 23 did not record it
+            raise SystemExit(f"{out} holds a run trained against other vd-nano weights than "
+                             f"{NANO_WEIGHTS}; its layers would not fit them. Use another --out "
+                             "or delete it")
         weights = load_file(str(ckpt))
         group.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("context.")})
         encoder.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("encoder.")})
@@ -123,7 +128,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
         Path(str(ckpt) + ".tmp").replace(ckpt)
         (out / "checkpoint.optim.pt.tmp").replace(out / "checkpoint.optim.pt")
         state_file.write_text(json.dumps({"steps": steps, "seed": seed, "step": step, "losses": losses,
-                                          "seconds": seconds}))
+                                          "seconds": seconds, "base_sha256": nano_sha256}))
 
     # the frozen image encoder would cost more than the step: encode a pool of scenes once
     rng = np.random.default_rng([seed, 4242])
@@ -179,7 +184,6 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
         raise
     seconds += time.perf_counter() - t0
     save_checkpoint(steps)
-    nano_sha256 = hashlib.sha256(NANO_WEIGHTS.read_bytes()).hexdigest()
     result = out / WEIGHTS.name
     weights = {**{f"context.{k}": v.half().contiguous() for k, v in group.state_dict().items()},
                **{f"encoder.{k}": v.float().contiguous() for k, v in encoder.state_dict().items()}}
