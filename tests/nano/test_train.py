@@ -37,8 +37,10 @@ from vdnodes.nano.train import (
     evaluate,
     fold_latent_scale,
     fragment,
+    latent_masks,
     load_nano,
     matches,
+    object_weighted,
     patch_coverage,
     stage_fingerprints,
     train_nano,
@@ -311,6 +313,33 @@ def test_patch_coverage_finds_the_patches_under_the_shape():
     share = (image - blue) @ (red - blue) / ((red - blue) @ (red - blue))  # [32, 32]
     np.testing.assert_allclose(cover, share.reshape(8, 4, 8, 4).mean(axis=(1, 3)), atol=0.01)
     assert cover[6, 2] == 1.0 and cover[1, 6] == 0.0  # under the square; far away
+
+
+def test_latent_masks_cover_the_shape_and_its_notches_on_the_latent_grid():
+    cross = sc.Scene(shape="cross", color="red", background="blue", size="small", x=0.25, y=0.75)
+    far = sc.Scene(shape="square", color="red", background="blue", size="small", x=0.75, y=0.25)
+    masks = latent_masks([cross, far], side=8, device="cpu")
+    assert masks.shape == (2, 1, 8, 8) and 0.0 <= masks.min() and masks.max() <= 1.0
+    m = masks[0, 0]  # rows are y, top first: the cross sits bottom left
+    assert m[6, 2] == 1.0 and m[1, 6] == 0.0
+    assert m[:, 4:].sum() < m[:, :4].sum() / 10 and m[:4].sum() < m[4:].sum() / 10
+    # Grown by 3 px, the mask covers more than the shape itself (its notches and rim).
+    area = torch.from_numpy(sc.shape_coverage("cross", 0.25, 0.75, cross.half, 32)).mean() * 64
+    assert m.sum() > 1.5 * area
+    assert latent_masks([cross], side=8, device="cpu", grow_px=0)[0, 0].sum() == pytest.approx(float(area), rel=1e-5)
+
+
+def test_object_weighted_loss_favours_errors_on_the_shape_but_keeps_the_scale():
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 5:8, 1:4] = 1.0  # a small shape: 9 of 64 cells
+    even = torch.full((1, 4, 8, 8), 0.3)
+    assert object_weighted(even, mask, 1.0).item() == pytest.approx(0.3)  # flows stay balanced
+    on, off = torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8)
+    on[:, :, 6, 2], off[:, :, 0, 7] = 1.0, 1.0  # the same error, on the shape or far from it
+    assert object_weighted(off, mask, 1.0).item() == pytest.approx(object_weighted(off, mask, 0.0).item() / 2)
+    ratio = object_weighted(on, mask, 1.0) / object_weighted(off, mask, 1.0)
+    assert ratio.item() == pytest.approx(1 + 64 / 9)  # (1/64 + 1/9) / (1/64)
+    assert object_weighted(on, mask, 0.0).item() == pytest.approx(on.mean().item())
 
 
 def test_resume_refuses_other_settings(straight):

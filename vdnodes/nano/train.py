@@ -277,6 +277,35 @@ def twin(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
     return dataclasses.replace(scene, size=value, x=min(max(scene.x, lo), hi), y=min(max(scene.y, lo), hi))
 
 
+def shape_covers(scenes: Sequence[sc.Scene]) -> np.ndarray:
+    """``[B, 32, 32]``: how much of each pixel the scene's shape covers, as ``render`` draws it."""
+    return np.stack([sc.shape_coverage(s.shape, s.x, s.y, s.half, IMAGE_SIZE) for s in scenes])
+
+
+def latent_masks(scenes: Sequence[sc.Scene], side: int, device: torch.device, grow_px: int = 3) -> torch.Tensor:
+    """Where each scene's shape is, on a ``side`` x ``side`` latent grid: ``[N, 1, side, side]`` in [0, 1].
+
+    The shape's coverage grown by ``grow_px`` pixels (so a cross's notches, where it differs from
+    a square or a diamond, count as its own), averaged over each latent cell's pixels.
+    """
+    cover = torch.from_numpy(shape_covers(scenes)).float()[:, None]  # [N, 1, H, W]
+    cover = F.max_pool2d(cover, 2 * grow_px + 1, stride=1, padding=grow_px)
+    return F.adaptive_avg_pool2d(cover, side).to(device)
+
+
+def object_weighted(error: torch.Tensor, mask: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per sample ``(mean(error) + weight * mean of error over mask) / (1 + weight)``: ``[B]``.
+
+    ``error`` ``[B, C, h, w]``, ``mask`` ``[B, 1, h, w]`` (``latent_masks``). An error spread evenly
+    costs its plain mean whatever the weight, so flows with and without masks stay balanced.
+    """
+    mean = error.flatten(1).mean(1)  # [B]
+    if not weight:
+        return mean
+    on_object = (error * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * error.shape[1])  # [B]
+    return (mean + weight * on_object) / (1 + weight)
+
+
 def render_batch(scenes: Sequence[sc.Scene], device: torch.device) -> torch.Tensor:
     """Scenes -> images ``[B, 3, 32, 32]`` in [0, 1] on ``device``."""
     images = np.stack([sc.render(s, IMAGE_SIZE).transpose(2, 0, 1) for s in scenes]).astype(np.float32) / 255.0
@@ -290,7 +319,7 @@ def render_batch(scenes: Sequence[sc.Scene], device: torch.device) -> torch.Tens
 def patch_coverage(scenes: Sequence[sc.Scene], patch: int) -> np.ndarray:
     """``[B, (32 / patch)^2]``: the share of each image patch the scene's shape covers, row-major."""
     side = IMAGE_SIZE // patch
-    cover = np.stack([sc.shape_coverage(s.shape, s.x, s.y, s.half, IMAGE_SIZE) for s in scenes])  # [B, 32, 32]
+    cover = shape_covers(scenes)  # [B, 32, 32]
     return cover.reshape(len(scenes), side, patch, side, patch).mean(axis=(2, 4)).reshape(len(scenes), -1)
 
 
@@ -622,7 +651,9 @@ class ScenePool:
 
     ``moments``: the VAE posterior of each scene ``[N, 8, h, w]`` (a fresh latent is sampled every
     time, as VD samples it); ``recolored_moments``: the same for ``recolored`` (the dual-guided
-    targets); ``tokens``: CLIP image context ``[N, 65, D]`` (fp16 to halve the memory).
+    targets); ``tokens``: CLIP image context ``[N, 65, D]`` (fp16 to halve the memory);
+    ``masks``: where the shape is on the latent grid ``[N, 1, h, w]`` (``latent_masks``; a
+    recoloured twin has its scene's geometry, so its mask too).
     """
 
     scenes: list[sc.Scene]
@@ -630,12 +661,13 @@ class ScenePool:
     moments: torch.Tensor
     recolored_moments: torch.Tensor
     tokens: torch.Tensor
+    masks: torch.Tensor
 
 
 class UNetStage(Stage):
     name, title, prefixes = "unet", "UNet, all flows", ("unet.",)
     config_parts, settings = ("unet",), ("pool",)
-    RECIPE = 2  # 2: dual-guided texts describe the target; min-SNR weighting
+    RECIPE = 4  # 2: dual-guided texts describe the target; min-SNR weighting. 4: object-weighted loss
     after = ("vae", "clip", "optimus")
     # One flow per step, in this cycle: image outputs are harder, so they come more often.
     CYCLE = ("t2i", "i2t", "i2i", "t2i", "dual", "t2t", "t2i", "i2t", "i2i", "dual")
@@ -647,6 +679,10 @@ class UNetStage(Stage):
     # below t ~ 150 (SNR > 5) carry the largest, least learnable errors (fine detail and the VAE
     # posterior noise) and would dominate the gradient; shapes are decided at mid noise.
     MIN_SNR_GAMMA = 5.0
+    # Image outputs: the loss is (mean error + OBJECT_WEIGHT * mean error over the shape's latent
+    # cells, ``latent_masks``) / (1 + OBJECT_WEIGHT). A small shape covers a few of the 64 latent
+    # cells, so with a plain mean the cells that decide its shape carry a small share of the gradient.
+    OBJECT_WEIGHT = 1.0
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -678,7 +714,9 @@ class UNetStage(Stage):
             moments.append(vae.posterior(images).moments)  # [b, 8, h, w]
             recolored_moments.append(vae.posterior(render_batch(recolored[i:i + chunk], self.device)).moments)
             tokens.append(clip.encode(images).half())  # [b, 65, D]
-        return ScenePool(scenes, recolored, torch.cat(moments), torch.cat(recolored_moments), torch.cat(tokens))
+        moments = torch.cat(moments)
+        masks = latent_masks(scenes, moments.shape[-1], self.device)
+        return ScenePool(scenes, recolored, moments, torch.cat(recolored_moments), torch.cat(tokens), masks)
 
     def latents(self, moments: torch.Tensor) -> torch.Tensor:
         """A posterior sample, scaled: what ``ImageVAE.encode`` returns."""
@@ -724,6 +762,7 @@ class UNetStage(Stage):
         def text_ctx(texts: list[str]) -> ContextInput:
             return ContextInput(self.drop(self.text_context(texts), self.uncond_text, keep), "text")
 
+        mask = pool.masks[index]  # [B, 1, h, w], read by image outputs
         if flow in ("t2i", "i2i"):
             x0, xtype = self.latents(pool.moments[index]), "image"
             contexts = [text_ctx(texts_of(self.P_FRAGMENT)) if flow == "t2i" else image_ctx()]
@@ -745,8 +784,10 @@ class UNetStage(Stage):
         noise = torch.randn_like(x0)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         eps = self.model.unet(xt, t, xtype, contexts)
-        per_sample = (eps - noise).square().flatten(1).mean(1)  # [B]
-        loss = (per_sample * self.snr_weight[t]).mean()
+        error = (eps - noise).square()  # [B, C, ...]
+        per_sample = error.flatten(1).mean(1)  # [B]
+        weighted = object_weighted(error, mask, self.OBJECT_WEIGHT) if xtype == "image" else per_sample
+        loss = (weighted * self.snr_weight[t]).mean()
         return loss, {f"loss_{flow}": per_sample.mean().item()}
 
     # -- EMA ------------------------------------------------------------------------------------
