@@ -196,6 +196,20 @@ def test_load_into_meta_module_materialises_without_copy():
     assert model.proj(x).shape == (2, 3)
 
 
+def test_params_on_meta_skips_init_of_meta_tensors_only_and_restores_torch():
+    """Initialising a meta parameter is wasted work; real tensors (buffers) still get theirs."""
+    originals = {name: getattr(nn.init, name) for name in ("normal_", "kaiming_uniform_", "zeros_")}
+    with ck.params_on_meta():
+        model = nn.Linear(4, 3)  # reset_parameters runs on the meta weight: a no-op now
+        real = torch.full((5,), 7.0)
+        nn.init.zeros_(real)
+        meta = torch.empty(2, device="meta")
+        assert nn.init.normal_(meta) is meta
+    assert torch.equal(real, torch.zeros(5))
+    assert model.weight.is_meta and getattr(model.weight, "_is_hf_initialized", False)
+    assert {name: getattr(nn.init, name) for name in originals} == originals
+
+
 def test_load_into_casts_to_module_dtype():
     with ck.params_on_meta():
         model = Tiny().to(torch.float16)
