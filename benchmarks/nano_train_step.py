@@ -16,6 +16,8 @@ it. It also times one AdamW update of each stage's parameters with ``foreach`` a
     # writes benchmarks/results/nano_train_step.json
     python benchmarks/nano_train_step.py --device cuda --steps 60
     # writes benchmarks/results/nano_train_step_cuda.json (each part timed after a synchronize)
+    python benchmarks/nano_train_step.py --stages unet --unet-heads 1 --out FILE
+    # prices a UNet with fewer attention heads (same weights' shapes, wider heads)
 
 Run it on an otherwise idle machine: a second job on 2 cores doubles every number.
 """
@@ -143,6 +145,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pool", type=int, default=1024, help="UNet scene pool (train-nano: 20,000)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--unet-heads", type=int, default=None,
+                        help="price another UNet attention head count (weights keep their shapes)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default: benchmarks/results/nano_train_step[_cuda].json)")
     args = parser.parse_args()
@@ -165,6 +169,11 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch sees no CUDA device")
     config = nano_config()
+    if args.unet_heads is not None:
+        widths = {config.unet.model_channels * m for m in config.unet.channel_mult}
+        if args.unet_heads < 1 or any(w % args.unet_heads for w in widths):
+            parser.error(f"--unet-heads {args.unet_heads} must divide every UNet width {sorted(widths)}")
+        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, heads=args.unet_heads))
     info = tr.tokenizer_info(config)
     clip_tok, optimus_tok = tr.build_tokenizers(info)
     torch.manual_seed(0)
@@ -173,7 +182,7 @@ def main() -> None:
     plan = dataclasses.replace(tr.BUDGETS["full"], pool=args.pool)
     results: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                                "cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": args.threads,
-                               "device": str(device), "stages": {}}
+                               "device": str(device), "unet_heads": config.unet.heads, "stages": {}}
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
     for name in stages:
