@@ -363,6 +363,35 @@ def test_a_longer_unet_budget_reuses_the_finished_encoder_stages(straight, tmp_p
     assert _state(tmp_path, "unet")["step"] == longer.unet.steps
 
 
+def test_a_unet_trained_on_reused_encoders_is_the_straight_runs_unet(straight, tmp_path):
+    folder, reference = straight
+    seen = set()
+    path = _run(tmp_path, encoders_from=reference, on_step=lambda stage, step, m: seen.add(stage))
+    assert seen == {"unet"}  # the image VAE, CLIP and Optimus come from the file
+    for stage in ("vae", "clip", "optimus"):
+        assert _state(tmp_path, stage)["result"] == _state(folder, stage)["result"]
+        assert _state(tmp_path, stage)["fingerprint"] == _state(folder, stage)["fingerprint"]
+    a, b = load_file(str(reference)), load_file(str(path))
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ from the straight run's, e.g. {different[:3]}"
+
+
+def test_reusing_encoders_refuses_a_file_from_other_settings(straight, tmp_path):
+    _, reference = straight
+    with pytest.raises(ValueError, match="seed 3 and budget 'test', this run uses seed 4"):
+        train_nano(tmp_path / "a", budget=BUDGET, seed=4, device="cpu", config=small_config(), progress=False,
+                   threads=1, encoders_from=reference)
+    deeper = small_config()
+    deeper = dataclasses.replace(deeper, vae=dataclasses.replace(deeper.vae, num_res_blocks=2))
+    with pytest.raises(ValueError, match="its vae config differs"):
+        train_nano(tmp_path / "b", budget=BUDGET, seed=3, device="cpu", config=deeper, progress=False,
+                   threads=1, encoders_from=reference)
+    with pytest.raises(ValueError, match="no such file"):
+        _run(tmp_path / "c", encoders_from=tmp_path / "missing.safetensors")
+    assert not (tmp_path / "a" / "checkpoints").exists() and not (tmp_path / "b" / "checkpoints").exists()
+
+
 def test_saved_file_is_fp16_and_runs_every_flow(straight):
     _, path = straight
     assert all(t.dtype == torch.float16 for t in load_file(str(path)).values() if t.is_floating_point())

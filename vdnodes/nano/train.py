@@ -928,13 +928,14 @@ class _Checkpoints:
         return state
 
     def save(self, stage: Stage, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-             state: dict[str, Any]) -> None:
+             state: dict[str, Any], *, extra: bool = True) -> None:
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().clone().contiguous().cpu()  # clone: tied weights are saved twice
                    for k, v in model.state_dict().items() if k.startswith(stage.prefixes)}
-        tensors.update({k: v.detach().contiguous().cpu() for k, v in stage.extra_state().items()})
+        if extra:
+            tensors.update({k: v.detach().contiguous().cpu() for k, v in stage.extra_state().items()})
         _atomic(self.folder / f"{stage.name}.safetensors", lambda p: save_file(tensors, str(p)))
         if optimizer is not None:
             _atomic(self.folder / f"{stage.name}.optim.pt", lambda p: torch.save(optimizer.state_dict(), p))
@@ -957,6 +958,62 @@ class _Checkpoints:
         if optimizer is not None:
             optimizer.load_state_dict(torch.load(self.folder / f"{stage.name}.optim.pt",
                                                  map_location=device, weights_only=True))
+
+
+ENCODER_STAGES = ("vae", "clip", "optimus")
+
+
+def reuse_encoders(checkpoints: _Checkpoints, weights: str | os.PathLike, config: VDConfig, plan: Budget,
+                   seed: int, tokenizers: dict[str, Any], device: torch.device) -> list[str]:
+    """Write finished image VAE, CLIP and Optimus checkpoints taken from a vd-nano file.
+
+    So a UNet variant trains on exactly the encoders a file ships, without their 70 minutes
+    of CPU training. The file must have been trained with the same seed, budget, tokenizers
+    and encoder configs as this run: its encoders are then what these stages would make, and
+    the checkpoints carry the same fingerprints. Stages that already have a checkpoint are
+    left alone. Returns the stages written.
+    """
+    from vdnodes.nano.weights import file_metadata, training_record
+
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"--encoders-from: no such file {str(path)!r}")
+    meta, record = file_metadata(path), training_record(path)
+    problems = []
+    if json.loads(meta.get("tokenizers", "null")) != tokenizers:
+        problems.append("its tokenizer words differ")
+    if record.get("seed") != seed or record.get("budget") != plan.name:
+        problems.append(f"it was trained with seed {record.get('seed')} and budget {record.get('budget')!r}, "
+                        f"this run uses seed {seed} and budget {plan.name!r}")
+    file_config = VDConfig.from_dict(json.loads(meta["config"])).to_dict() if "config" in meta else {}
+    ours = config.to_dict()
+    for name in ENCODER_STAGES:
+        for part in STAGE_CLASSES[name].config_parts:
+            theirs = dict(file_config.get(part) or {})
+            mine = dict(ours[part])
+            for section in (theirs, mine):  # the trained scale is the VAE stage's result, not a setting
+                section.pop("scale_factor", None)
+                section.pop("transformers_version", None)
+            if theirs != mine:
+                problems.append(f"its {part} config differs")
+    missing = [name for name in ENCODER_STAGES if name not in record.get("results", {})]
+    if missing:
+        problems.append(f"its training record has no results for {missing}")
+    if problems:
+        raise ValueError(f"cannot reuse the encoders of {str(path)!r}: " + "; ".join(problems))
+    todo = [name for name in ENCODER_STAGES if checkpoints.state(name) is None]
+    if not todo:
+        return []
+    components = {"vae": ["vae_image.encoder", "vae_image.decoder"], "clip": ["clip_text", "clip_image"],
+                  "optimus": ["vae_text.encoder", "vae_text.decoder"]}
+    model = load_nano(device, path=path, components=[c for name in todo for c in components[name]])
+    for name in todo:
+        stage = STAGE_CLASSES[name](model, plan, seed, device)
+        steps = plan.stage(name).steps
+        checkpoints.save(stage, model, None, {
+            "stage": name, "step": steps, "steps": steps, "done": True, "losses": [], "seconds": 0.0,
+            "result": record["results"][name], "reused_from": str(path)}, extra=False)
+    return todo
 
 
 def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
@@ -1074,6 +1131,7 @@ def train_nano(
     evaluate_flows: bool | None = None,
     on_step: OnStep | None = None,
     threads: int | None = None,
+    encoders_from: str | os.PathLike | None = None,
 ) -> Path:
     """Train vd-nano from scratch into ``out_dir``; returns the path of ``vd-nano.safetensors``.
 
@@ -1084,7 +1142,9 @@ def train_nano(
     ``eval_samples``) runs ``evaluate`` at the end and stores the scores in the file.
     ``on_step(stage, step, metrics)`` is called after every step; raising
     ``KeyboardInterrupt`` there stops training with a checkpoint, like Ctrl-C. ``threads``:
-    CPU threads for torch (default: all cores).
+    CPU threads for torch (default: all cores). ``encoders_from``: a vd-nano file whose
+    image VAE, CLIP and Optimus are taken as finished stages (``reuse_encoders``), so only the
+    UNet trains.
     The file holds fp16 weights, the config and what rebuilds the tokenizers.
     """
     if isinstance(budget, str) and budget not in BUDGETS:
@@ -1099,6 +1159,8 @@ def train_nano(
     info = tokenizer_info(config)
     checkpoints = _Checkpoints(folder, stage_fingerprints(config, plan, seed, info))
 
+    if encoders_from is not None:
+        reuse_encoders(checkpoints, encoders_from, config, plan, seed, info, dev)
     clip_tok, optimus_tok = build_tokenizers(info)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _threads(threads or os.cpu_count() or 1):
@@ -1136,12 +1198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="CPU threads (default: all cores; use 1 on a machine other jobs share)")
     parser.add_argument("--no-resume", action="store_true", help="delete the checkpoints and start over")
     parser.add_argument("--install", action="store_true", help=f"copy the result to {NANO_WEIGHTS}")
+    parser.add_argument("--encoders-from", metavar="FILE", default=None,
+                        help="take the image VAE, CLIP and Optimus from this vd-nano file (e.g. the "
+                             "shipped one) and train only the UNet; the file must come from the same "
+                             "seed, budget and encoder configs")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
     try:
         path = train_nano(args.out, budget=args.budget, resume=not args.no_resume, seed=args.seed,
-                          device=args.device, threads=args.threads)
+                          device=args.device, threads=args.threads, encoders_from=args.encoders_from)
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume from {Path(args.out) / 'checkpoints'}",
               file=sys.stderr)
