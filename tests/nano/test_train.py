@@ -392,6 +392,16 @@ def test_reusing_encoders_refuses_a_file_from_other_settings(straight, tmp_path)
     assert not (tmp_path / "a" / "checkpoints").exists() and not (tmp_path / "b" / "checkpoints").exists()
 
 
+def test_cli_explains_an_unusable_encoders_file_with_exit_code_2(tmp_path, capsys):
+    from vdnodes.nano.train import main
+
+    code = main(["--out", str(tmp_path / "run"), "--budget", "smoke", "--threads", "1",
+                 "--encoders-from", str(tmp_path / "nope.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--encoders-from: no such file" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_saved_file_is_fp16_and_runs_every_flow(straight):
     _, path = straight
     assert all(t.dtype == torch.float16 for t in load_file(str(path)).values() if t.is_floating_point())
