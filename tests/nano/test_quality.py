@@ -99,6 +99,19 @@ def test_eval_nano_rejects_bad_options_with_exit_2(capsys, tmp_path):
     assert "train-nano" in capsys.readouterr().err
 
 
+def test_eval_nano_refuses_an_unusable_docs_file_before_measuring(capsys, tmp_path, monkeypatch):
+    # A --docs typo used to surface as a traceback after minutes of measuring, the numbers lost.
+    import vdnodes.nano.weights as weights
+
+    monkeypatch.setattr(weights, "load_nano", lambda **_: pytest.fail("measured before checking --docs"))
+    assert q.main(["--docs", str(tmp_path / "missing.md")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the docs file" in err and "missing.md" in err and "Traceback" not in err
+    (tmp_path / "plain.md").write_text("no markers")
+    assert q.main(["--docs", str(tmp_path / "plain.md")]) == 2
+    assert "eval-nano:begin" in capsys.readouterr().err
+
+
 def test_eval_nano_samples_with_the_sampler_it_is_given(tmp_path, capsys):
     out = tmp_path / "rates.json"
     assert q.main(["--n", "2", "--flows", "i2i", "--steps", "2", "--sampler", "dpmpp_2m", "--out", str(out)]) == 0

@@ -420,14 +420,23 @@ def markdown_table(rates: dict[str, float], n: int, settings: Settings) -> str:
 DOCS_BEGIN, DOCS_END = "<!-- eval-nano:begin -->", "<!-- eval-nano:end -->"
 
 
+def check_docs(path: Path) -> str:
+    """Return ``path``'s text; ValueError unless it is a readable file with both eval-nano markers."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"cannot read the docs file {path} ({e.strerror or e}); --docs updates an "
+                         f"existing markdown file between {DOCS_BEGIN} and {DOCS_END}") from e
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        raise ValueError(f"{path} has no {DOCS_BEGIN} ... {DOCS_END} section to update")
+    return text
+
+
 def update_docs(path: Path, section: str) -> None:
     """Replace the text between the eval-nano markers of ``path`` with ``section``."""
     from vdnodes.core.fileio import atomic_write_text
 
-    text = path.read_text()
-    if DOCS_BEGIN not in text or DOCS_END not in text:
-        raise ValueError(f"{path} has no {DOCS_BEGIN} ... {DOCS_END} section to update")
-    head, rest = text.split(DOCS_BEGIN, 1)
+    head, rest = check_docs(path).split(DOCS_BEGIN, 1)
     _, tail = rest.split(DOCS_END, 1)
     atomic_write_text(path, f"{head}{DOCS_BEGIN}\n{section}\n{DOCS_END}{tail}")
 
@@ -459,6 +468,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = f"unknown flow(s) {', '.join(bad)}; known: {', '.join(FLOWS)}" if bad else "--n and --steps must be >= 1"
         print(f"vdnodes eval-nano: error: {what}", file=sys.stderr)
         return 2
+    if args.docs:  # checked before the minutes of measuring, not after
+        try:
+            check_docs(Path(args.docs))
+        except ValueError as e:
+            print(f"vdnodes eval-nano: error: {e}", file=sys.stderr)
+            return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     from vdnodes.nano.weights import load_nano
