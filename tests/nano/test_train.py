@@ -46,6 +46,7 @@ from vdnodes.nano.train import (
     train_nano,
     twin,
 )
+from vdnodes.nano.weights import compare_weights
 
 # ---------------------------------------------------------------------------------------------
 # Config and tokenizers
@@ -279,10 +280,8 @@ def test_interrupted_run_resumes_to_the_same_weights(straight, tmp_path, stage_a
     path = _run(tmp_path, on_step=lambda stage, step, m: seen.append((stage, step)))
     assert seen[0] == (stage_at, step_at + 1)  # finished stages are not redone; the step count continues
     assert _state(tmp_path, stage_at)["losses"][:step_at] == state["losses"]
-    a, b = load_file(str(reference)), load_file(str(path))
-    assert a.keys() == b.keys()
-    different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not different, f"resumed weights differ, e.g. {different[:3]}"
+    comparison = compare_weights(path, reference)
+    assert comparison.identical, f"resumed weights differ from the straight run's: {comparison.summary()}"
 
 
 def test_later_stages_train_against_the_encoders_exactly_as_shipped(straight):
@@ -371,10 +370,8 @@ def test_a_unet_trained_on_reused_encoders_is_the_straight_runs_unet(straight, t
     for stage in ("vae", "clip", "optimus"):
         assert _state(tmp_path, stage)["result"] == _state(folder, stage)["result"]
         assert _state(tmp_path, stage)["fingerprint"] == _state(folder, stage)["fingerprint"]
-    a, b = load_file(str(reference)), load_file(str(path))
-    assert a.keys() == b.keys()
-    different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not different, f"weights differ from the straight run's, e.g. {different[:3]}"
+    comparison = compare_weights(path, reference)
+    assert comparison.identical, f"weights differ from the straight run's: {comparison.summary()}"
 
 
 def test_reusing_encoders_refuses_a_file_from_other_settings(straight, tmp_path):
@@ -400,6 +397,46 @@ def test_cli_explains_an_unusable_encoders_file_with_exit_code_2(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and "--encoders-from: no such file" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_compare_weights_finds_the_tensor_that_differs_and_a_changed_config(straight, tmp_path):
+    from safetensors.torch import save_file
+
+    from vdnodes.nano.weights import file_metadata
+
+    _, path = straight
+    same = compare_weights(path, path)
+    assert same.identical and same.tensors == len(load_file(str(path))) and "identical" in same.summary()
+
+    tensors, meta = load_file(str(path)), file_metadata(path)
+    name = next(k for k in tensors if k.startswith("unet.") and tensors[k].is_floating_point())
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] += 0.5
+    config = json.loads(meta["config"])
+    config["vae"]["scale_factor"] *= 2
+    save_file(tensors, str(tmp_path / "other.safetensors"), {**meta, "config": json.dumps(config)})
+    other = compare_weights(tmp_path / "other.safetensors", path)
+    assert not other.identical and other.differing == (name,) and not other.config_equal
+    assert other.largest[0] == name and other.largest[1] == pytest.approx(0.5, rel=1e-2)
+    assert f"1 of {same.tensors} tensors differ" in other.summary() and "config differs" in other.summary()
+
+
+def test_cli_compares_its_result_with_a_reference_file(tmp_path, capsys):
+    from vdnodes.nano.train import main
+
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--budget", "smoke", "--threads", "1"]) == 0
+    reference = tmp_path / "reference.safetensors"
+    reference.write_bytes((out / "vd-nano.safetensors").read_bytes())
+    capsys.readouterr()
+    # the same command resumes past every finished stage and writes the same weights
+    assert main(["--out", str(out), "--budget", "smoke", "--threads", "1", "--compare-to", str(reference)]) == 0
+    assert f"compared with {reference}: identical: all" in capsys.readouterr().out
+
+    code = main(["--out", str(tmp_path / "other"), "--budget", "smoke", "--threads", "1",
+                 "--compare-to", str(tmp_path / "missing.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--compare-to: no such file" in err and not (tmp_path / "other").exists()
 
 
 def test_saved_file_is_fp16_and_runs_every_flow(straight):

@@ -73,7 +73,8 @@ from vdnodes.model.vae import DiagonalGaussian
 from vdnodes.nano import scenes as sc
 from vdnodes.nano.config import IMAGE_SIZE, nano_config
 from vdnodes.nano.tokenizers import build_tokenizers, tokenizer_info
-from vdnodes.nano.weights import NANO_WEIGHTS, WEIGHTS_NAME, load_nano, save_nano  # noqa: F401 (re-exported)
+from vdnodes.nano.weights import (  # noqa: F401 (load_nano re-exported)
+    NANO_WEIGHTS, WEIGHTS_NAME, compare_weights, load_nano, save_nano)
 
 STAGES = ("vae", "clip", "optimus", "unet")
 
@@ -1202,7 +1203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="take the image VAE, CLIP and Optimus from this vd-nano file (e.g. the "
                              "shipped one) and train only the UNet; the file must come from the same "
                              "seed, budget and encoder configs")
+    parser.add_argument("--compare-to", metavar="FILE", default=None,
+                        help="after training, compare the result tensor by tensor with this vd-nano file "
+                             "(default with --budget full: the shipped weights)")
     args = parser.parse_args(argv)
+    reference = Path(args.compare_to) if args.compare_to else (NANO_WEIGHTS if args.budget == "full" else None)
+    if args.compare_to and not reference.is_file():  # say so now, not after hours of training
+        print(f"error: --compare-to: no such file {str(reference)!r}", file=sys.stderr)
+        return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.perf_counter()
     try:
@@ -1216,6 +1224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) in {(time.perf_counter() - started) / 60:.1f} min")
+    if reference is not None and reference.is_file() and reference.resolve() != path.resolve():
+        comparison = compare_weights(path, reference)
+        print(f"compared with {reference}: {comparison.summary()}")
+        if not comparison.identical and reference == NANO_WEIGHTS:
+            print("(runs agree bit for bit only on the same CPU type, thread count, device and torch "
+                  "version as the shipped run; docs/nano.md section 5)")
     if args.install:
         NANO_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, NANO_WEIGHTS)

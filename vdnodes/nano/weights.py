@@ -12,6 +12,7 @@ import copy
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,60 @@ def load_nano(device: str | torch.device = "cpu", dtype: torch.dtype = torch.flo
     model = vdm.load_vd(p, flows=flows, components=components, device=device, dtype=dtype)
     attach_tokenizers(model, *nano_tokenizers(p))
     return model
+
+
+@dataclass(frozen=True)
+class WeightsComparison:
+    """How two vd-nano files differ: tensor by tensor, bit for bit, and in their model config."""
+
+    tensors: int  # tensors present in both files
+    differing: tuple[str, ...]  # names whose values (or dtype / shape) differ
+    missing: tuple[str, ...]  # in the reference only
+    extra: tuple[str, ...]  # in the other file only
+    largest: tuple[str, float] | None  # the tensor with the largest |difference| and that difference
+    config_equal: bool  # the model config (latent scales included) is the same
+
+    @property
+    def identical(self) -> bool:
+        return not (self.differing or self.missing or self.extra) and self.config_equal
+
+    def summary(self) -> str:
+        """One line: identical, or what differs and by how much."""
+        if self.identical:
+            return f"identical: all {self.tensors} tensors bit for bit, and the config"
+        parts = []
+        if self.differing:
+            worst = f" (largest |difference| {self.largest[1]:.3g}, in {self.largest[0]})" if self.largest else ""
+            parts.append(f"{len(self.differing)} of {self.tensors} tensors differ{worst}")
+        if self.missing or self.extra:
+            parts.append(f"{len(self.missing)} tensors missing, {len(self.extra)} extra")
+        if not self.config_equal:
+            parts.append("the config differs")
+        return "different: " + "; ".join(parts)
+
+
+def compare_weights(path: str | os.PathLike, reference: str | os.PathLike) -> WeightsComparison:
+    """Compare the tensors and model config of ``path`` with those of ``reference`` (e.g. the shipped file).
+
+    Metadata other than the config (the training record, tokenizer words) is not compared.
+    """
+    from safetensors.torch import load_file
+
+    def config(p: str | os.PathLike) -> Any:
+        return json.loads(file_metadata(p).get("config", "null"))
+
+    a, b = load_file(str(path)), load_file(str(reference))
+    common = [k for k in b if k in a]
+    differing, largest = [], None
+    for name in common:
+        x, y = a[name], b[name]
+        if x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y):
+            continue
+        differing.append(name)
+        if x.shape == y.shape and x.is_floating_point() and y.is_floating_point():
+            gap = float((x.double() - y.double()).abs().max()) if x.numel() else 0.0
+            if largest is None or gap > largest[1]:
+                largest = (name, gap)
+    return WeightsComparison(
+        tensors=len(common), differing=tuple(differing), missing=tuple(k for k in b if k not in a),
+        extra=tuple(k for k in a if k not in b), largest=largest, config_equal=config(path) == config(reference))
