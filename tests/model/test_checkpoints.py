@@ -282,6 +282,38 @@ def test_safetensors_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["tiny.safetensors"]  # no temp files left
 
 
+def test_same_weights_and_metadata_give_the_same_bytes(tmp_path):
+    # safetensors writes metadata in hash-map order (random per map): without canonical headers
+    # these files differed, and a reproduced vd-nano did not match the shipped file's sha256.
+    torch.manual_seed(0)
+    model = Tiny()
+    meta = {f"key{i}": f"value {i}" for i in range(12)}
+    first = ck.save_safetensors(model, tmp_path / "a.safetensors", meta).read_bytes()
+    for n in range(5):
+        shuffled = dict(sorted(meta.items(), key=lambda kv: hash((n, kv[0]))))
+        again = ck.save_safetensors(model, tmp_path / f"b{n}.safetensors", shuffled).read_bytes()
+        assert again == first
+    length = int.from_bytes(first[:8], "little")
+    header = json.loads(first[8:8 + length])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+
+
+def test_canonical_header_that_does_not_fit_rewrites_the_file(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = Tiny()
+    path = ck.save_safetensors(model, tmp_path / "tiny.safetensors", {"b": "2", "a": "1"})
+    dumps = json.dumps
+    monkeypatch.setattr(ck.json, "dumps", lambda *a, **k: dumps(*a, **k) + " " * 50)  # longer than it was
+    ck.canonicalize_header(path)
+    state, meta = ck.load_safetensors(path)
+    assert (meta["a"], meta["b"]) == ("1", "2")
+    assert int.from_bytes(path.read_bytes()[:8], "little") % 8 == 0
+    for k, v in model.state_dict().items():
+        if k in state:
+            assert torch.equal(state[k], v), k
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.safetensors"]
+
+
 def test_failed_save_keeps_the_old_file(tmp_path):
     path = ck.save_safetensors(Tiny(), tmp_path / "model.safetensors")
     before = path.read_bytes()

@@ -35,6 +35,19 @@ def test_weights_are_fp16_and_within_the_40_mb_budget():
     assert record["budget"] == "full" and record["seed"] == 0
 
 
+def test_train_nanos_writer_gives_the_shipped_bytes_for_the_shipped_weights(nano, tmp_path):
+    # A train-nano run that reproduces the weights must reproduce the file's sha256 too (the
+    # palette plugin and run manifests identify a model by it): the writer is deterministic.
+    import json
+
+    from vdnodes.nano.weights import file_metadata, save_nano
+
+    meta = file_metadata(NANO_WEIGHTS)
+    out = save_nano(nano, tmp_path / "vd-nano.safetensors", json.loads(meta["tokenizers"]),
+                    json.loads(meta["training"]))
+    assert out.read_bytes() == NANO_WEIGHTS.read_bytes()
+
+
 def test_graphs_use_nano_by_default():
     from vdnodes.nodes import build_registry
 

@@ -628,6 +628,40 @@ def _unique_state(module_or_state: nn.Module | StateDict) -> dict[str, torch.Ten
     return out
 
 
+def canonicalize_header(path: PathLike) -> None:
+    """Make a safetensors file's bytes a function of its contents alone, in place.
+
+    ``safetensors`` writes the metadata entries in hash-map order, which changes from one
+    process to the next, so the same weights and metadata saved twice gave files with
+    different sha256s (a reproduced vd-nano did not match the shipped file's digest). This
+    rewrites the header with the metadata keys sorted; the tensor entries and data keep the
+    library's own order. The header keeps its length (padded with spaces, as the library
+    pads it) when the sorted one fits, so only the header bytes are rewritten.
+    """
+    path = Path(path)
+    with open(path, "r+b") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        meta = header.get("__metadata__")
+        if not meta:
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) <= length:
+            f.seek(8)
+            f.write(text.ljust(length))
+            return
+    # Rare (an escaping difference made the header longer): rewrite the file, streaming the data.
+    text = text.ljust(-(-len(text) // 8) * 8)
+    tmp = path.with_name(path.name + ".canonical")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        src.seek(8 + length)
+        dst.write(struct.pack("<Q", len(text)) + text)
+        while chunk := src.read(1 << 24):
+            dst.write(chunk)
+    os.replace(tmp, path)
+
+
 def save_safetensors(
     module_or_state: nn.Module | StateDict,
     path: PathLike,
@@ -656,6 +690,7 @@ def save_safetensors(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        canonicalize_header(tmp)
         os.chmod(tmp, new_file_mode(path))  # not mkstemp's 0o600 (which save_file keeps)
         os.replace(tmp, path)
     except BaseException:

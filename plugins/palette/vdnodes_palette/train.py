@@ -82,6 +82,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
     from tqdm.auto import tqdm
 
     from vdnodes.model import sampling
+    from vdnodes.model.checkpoints import canonicalize_header
     from vdnodes.model.conditioning import ContextInput
     from vdnodes.model.vae import DiagonalGaussian
     from vdnodes.nano import scenes as sc
@@ -193,6 +194,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
                                     "loss_first_50": float(np.mean(losses[:50])),
                                     "loss_last_50": float(np.mean(losses[-50:]))})}
     save_file(weights, str(result) + ".tmp", metadata=meta)
+    canonicalize_header(str(result) + ".tmp")  # the same run gives the same bytes
     os.chmod(str(result) + ".tmp", new_file_mode(result))  # save_file creates files 0o600
     Path(str(result) + ".tmp").replace(result)
     return result
