@@ -173,11 +173,19 @@ def test_eval_nano_samples_with_the_example_graphs_settings():
             params = {**defaults, **node.get("params", {})}
             where = f"{path.name}:{node_id}"
             assert params["steps"] == settings.steps, where
-            variation = path.name == "image_variation.json"
-            assert params["guidance"] == (settings.variation_guidance if variation else settings.guidance), where
+            if params["output"] == "text":  # i2t, t2t and I2T2I's caption
+                expected = settings.text_guidance
+            elif path.name == "image_variation.json":
+                expected = settings.variation_guidance
+            else:
+                expected = settings.guidance
+            assert params["guidance"] == expected, where
             assert params["sampler"] == settings.sampler, where
             seen += 1
     assert seen >= 10
+    texts = [n for path in sorted(graphs.glob("*.json")) for n in json.loads(path.read_text())["nodes"].values()
+             if n["type"] == "vd.denoise" and n.get("params", {}).get("output") == "text"]
+    assert len(texts) >= 3  # image_to_text, text_variation, i2t2i_edit's caption
     nodes = lambda name: json.loads((graphs / name).read_text())["nodes"]  # noqa: E731
     assert nodes("dual_guided.json")["sample"]["params"]["mix"] == settings.dual_mix
     i2t2i = nodes("i2t2i_edit.json")

@@ -4,9 +4,8 @@
 returns the rates; ``check_thresholds`` compares them with the targets; ``write_grids`` draws
 sample grids; ``main`` is ``vdnodes eval-nano``. The flows use the same procedures as the
 graph nodes (``vdnodes.model.procedures``, ``sampling``), with the settings the example graphs
-ship with (DDIM 20 steps, guidance 7.5 and 3.0 for image variation, zeros / CLIP("")
-unconditionals), so the numbers say
-what a user of ``graphs/`` gets.
+ship with (DDIM 20 steps; guidance 7.5, 3.0 for image variation and 5.0 for text output; zeros
+/ CLIP("") unconditionals), so the numbers say what a user of ``graphs/`` gets.
 
 Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow; the starting noise
 is seeded per flow too, so ``--flows`` reproduces those rows of a full run):
@@ -86,6 +85,7 @@ class Settings:
     steps: int = 20  # the graphs' DDIM steps: on vd-nano as good as VD's 50 (docs/nano.md section 5)
     guidance: float = 7.5
     variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 5)
+    text_guidance: float = 5.0  # text output: i2t, t2t, I2T2I's caption (graphs/image_to_text.json; section 5)
     variation_tokens: str = "all"  # image variation reads all image tokens, or a diagnostic subset (VARIATION_TOKENS)
     sampler: str = "ddim"
     dual_mix: float = 0.5  # text share in dual-guided generation (graphs/dual_guided.json)
@@ -201,13 +201,15 @@ class Runner:
     def i2t(self, scenes: list[sc.Scene]) -> Cases:
         sources = _render(scenes, self.device)
         tokens, uncond = self.image_context(sources)
-        texts = self.decode_texts(self.sample("text", [(tokens, "image", 1.0)], [uncond]))
+        texts = self.decode_texts(self.sample("text", [(tokens, "image", 1.0)], [uncond],
+                                              self.settings.text_guidance))
         return Cases(scenes, texts=texts, extra={"sources": sources})
 
     def t2t(self, scenes: list[sc.Scene]) -> Cases:
         captions = [s.caption() for s in scenes]
         tokens, uncond = self.text_context(captions)
-        texts = self.decode_texts(self.sample("text", [(tokens, "text", 1.0)], [uncond]))
+        texts = self.decode_texts(self.sample("text", [(tokens, "text", 1.0)], [uncond],
+                                              self.settings.text_guidance))
         return Cases(scenes, texts=texts, extra={"prompts": captions})
 
     def dual(self, scenes: list[sc.Scene]) -> Cases:
@@ -235,7 +237,7 @@ class Runner:
         colors = [_other_color(s.color, rng, avoid=s.background) for s in scenes]
         sources = _render(scenes, self.device)
         img, img_u = self.image_context(sources)
-        caption_latents = self.sample("text", [(img, "image", 1.0)], [img_u])
+        caption_latents = self.sample("text", [(img, "image", 1.0)], [img_u], self.settings.text_guidance)
         vae = self.model.vae_text
         remove = vae.encode([s.color for s in scenes]).float()
         add = vae.encode(colors).float()
@@ -398,7 +400,7 @@ def markdown_table(rates: dict[str, float], n: int, settings: Settings) -> str:
     """The results as a markdown section (what ``--docs`` writes into docs/nano.md)."""
     lines = [f"Measured with `vdnodes eval-nano --n {n}` ({n} held-out scenes per flow; "
              f"{settings.sampler.upper()} {settings.steps} steps, guidance {settings.guidance}; "
-             f"image variation {settings.variation_guidance}).", "",
+             f"image variation {settings.variation_guidance}, text output {settings.text_guidance}).", "",
              "| metric | rate | target | met |", "|---|---:|---|---|"]
     targets = {k: (f">= {v:.0%}", rates[k] >= v) for k, v in THRESHOLDS.items() if k in rates}
     for k, v in rates.items():
@@ -455,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=Settings.guidance, help="every flow but i2i")
     parser.add_argument("--variation-guidance", type=float, default=Settings.variation_guidance,
                         help="i2i (image variation)")
+    parser.add_argument("--text-guidance", type=float, default=Settings.text_guidance,
+                        help="text output: i2t, t2t and I2T2I's caption")
     parser.add_argument("--sampler", choices=[str(n.value) for n in sampling.SamplerName], default=Settings.sampler)
     parser.add_argument("--out", default=None, help="write the rates as JSON here")
     parser.add_argument("--grids", default=None, help="write sample grids (PNG) into this folder")
@@ -484,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vdnodes eval-nano: error: {e}", file=sys.stderr)
         return 2
     settings = Settings(steps=args.steps, guidance=args.guidance, variation_guidance=args.variation_guidance,
-                        sampler=args.sampler)
+                        text_guidance=args.text_guidance, sampler=args.sampler)
     keep: dict[str, Any] = {}
     t0 = time.perf_counter()
     rates = measure(model, args.n, seed=args.seed, settings=settings, flows=flows,
