@@ -13,24 +13,64 @@ of the patch tokens split their energy (``procedures.component_energy``), averag
 
 Seed 2026 gives eval-nano's disentanglement scenes (its flow seed); the noise is reseeded per
 focus level, so the rows differ only in the context.
+
+``--objects 1,2,3,4,6`` adds (no sampling) the same energy split for composites of that many
+objects on one background (the first a scene of any size, the rest small, placed at random),
+through the shipped vision tower: do more objects move energy past the five components style
+focus keeps? The tower never saw such images, so this bounds the question rather than
+settling it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vdnodes.model import procedures
 from vdnodes.nano import quality
+from vdnodes.nano import scenes as sc
 from vdnodes.nano.checker import check_image
+from vdnodes.nano.config import IMAGE_SIZE
 
 ATTRIBUTES = ("color", "shape", "texture", "background")
 DEFAULT_FOCUS = "0.0,0.1,0.2,0.3,0.4,0.45,0.5,0.55,0.6,0.7,0.8,0.9,1.0"
+
+
+def composite(k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` objects on one background, float RGB [H, W, 3] in 0..255."""
+    base = sc.sample_scene(rng)
+    image = sc.render(base, IMAGE_SIZE).astype(np.float64)
+    lo, hi = sc.position_range("small")
+    for _ in range(k - 1):
+        scene = sc.sample_scene(rng)
+        while scene.color == base.background:
+            scene = sc.sample_scene(rng)
+        scene = dataclasses.replace(scene, background=base.background, size="small",
+                                    x=float(rng.uniform(lo, hi)), y=float(rng.uniform(lo, hi)))
+        cover = sc.shape_coverage(scene.shape, scene.x, scene.y, scene.half, IMAGE_SIZE)[..., None]
+        image = cover * sc.render(scene, IMAGE_SIZE) + (1 - cover) * image
+    return image
+
+
+@torch.no_grad()
+def composite_energy(model, counts: list[int], n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in counts:
+        pixels = torch.from_numpy(np.stack([composite(k, rng) for _ in range(n)]).transpose(0, 3, 1, 2))
+        energy = procedures.component_energy(model.clip_image.encode(pixels.float().div(255.0))).mean(0)
+        rows.append({"objects": k, "energy_first_five": [round(float(v), 4) for v in energy[:5]],
+                     "beyond_five": round(float(1 - energy[:5].sum()), 4)})
+        print(f"{k} objects: {rows[-1]['beyond_five']:.1%} of the energy beyond the fifth component",
+              file=sys.stderr, flush=True)
+    return rows
 
 
 @torch.no_grad()
@@ -68,16 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=quality.Settings.steps)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--objects", default="", help="comma-separated object counts for the composite energy split")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    levels = [float(f) for f in args.focus.split(",") if f.strip()]
+    try:
+        levels = [float(f) for f in args.focus.split(",") if f.strip()]
+        counts = [int(k) for k in args.objects.split(",") if k.strip()]
+    except ValueError as e:
+        parser.error(f"--focus takes numbers and --objects whole numbers, comma-separated ({e})")
     if not levels or any(not 0.0 <= f <= 1.0 for f in levels):
         parser.error("--focus takes levels in [0, 1]")
+    if any(k < 1 for k in counts):
+        parser.error("--objects takes counts >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     from vdnodes.nano.weights import load_nano
 
-    record = sweep(load_nano(path=args.weights), args.n, args.seed, levels, args.guidance, args.steps)
+    model = load_nano(path=args.weights)
+    record = sweep(model, args.n, args.seed, levels, args.guidance, args.steps)
+    if counts:
+        record["composites"] = composite_energy(model, counts, args.n, args.seed)
     record["torch"], record["threads"] = torch.__version__, torch.get_num_threads()
     print(json.dumps(record["rows"], indent=1))
     print("energy per component:", record["energy_per_component"][:8])
