@@ -62,7 +62,8 @@ def conditioning_inputs(context: Any, context2: Any, mix: float, batch: int) -> 
           "seed": Param("Seed", 0, doc="Noise seed."),
           "steps": Param("Int", 50, min=1, max=999, doc="Sampling steps (VD: 50 DDIM)."),
           "guidance": Param("Float", 7.5, min=0.0, max=30.0, step=0.5,
-                            doc="Classifier-free guidance scale (VD: 7.5; 1 = no guidance)."),
+                            doc="Classifier-free guidance scale (VD: 7.5; 1 = no guidance). vd-nano's "
+                                "graphs: 3 for image variation, 5 for text output."),
           "sampler": Param("Enum", "ddim", choices=("ddim", "dpmpp_2m"),
                            doc="DDIM (VD's), or DPM-Solver++ 2M (good in ~20 steps)."),
           "eta": Param("Float", 0.0, min=0.0, max=1.0, doc="DDIM stochasticity (0 = deterministic)."),
