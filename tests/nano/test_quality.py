@@ -195,3 +195,7 @@ def test_eval_nano_samples_with_the_example_graphs_settings():
     assert focus["semantic_focus"]["params"]["focus"] == settings.semantic_focus
     assert focus["style_focus"]["params"]["focus"] == settings.style_focus
     assert settings.variation_tokens == "all"  # the graphs' image variation reads every token
+    variation = nodes("image_variation.json")  # eval-nano's i2i colour-matches as the graph does
+    matching = [n for n in variation.values() if n["type"] == "image.match_colors"]
+    assert len(matching) == 1 and matching[0]["params"]["strength"] == settings.variation_match_colors
+    assert matching[0]["inputs"]["reference"][0] == "image"  # matched to the input picture

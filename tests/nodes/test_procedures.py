@@ -11,6 +11,7 @@ from vdnodes.model.procedures import (
     component_energy,
     edit_text_latent,
     keep_top_components,
+    match_colors,
 )
 from vdnodes.nodes.blend import blend_contexts
 from vdnodes.nodes.values import Conditioning
@@ -120,3 +121,18 @@ def test_blend_type_follows_inputs():
 
     assert str(_blend_type({"a": T("Context", ("image",)), "b": T("Context", ("image",))}, {})["context"]) == "Context[image]"
     assert str(_blend_type({"a": T("Context", ("image",)), "b": T("Context", ("text",))}, {})["context"]) == "Context"
+
+
+def test_match_colors_moves_each_channels_mean_and_spread_to_the_reference():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 16, 16) * 0.5  # dark and flat
+    reference = 0.3 + 0.4 * torch.rand(1, 3, 16, 16)  # one reference for the batch
+    full = match_colors(image, reference, 1.0)
+    dims = (-2, -1)
+    assert torch.allclose(full.mean(dims), reference.mean(dims).expand(2, 3), atol=1e-4)
+    assert torch.allclose(full.std(dims), reference.std(dims).expand(2, 3), atol=1e-4)
+    assert torch.equal(match_colors(image, reference, 0.0), image)
+    half = match_colors(image, reference, 0.5)
+    assert torch.allclose(half, (image + full) / 2, atol=1e-6)  # no clamping needed here
+    assert match_colors(image * 4, reference).max() <= 1.0  # outputs stay images
+

@@ -1,4 +1,5 @@
-"""VD's procedures on contexts and latents: disentanglement, I2T2I editing, blending.
+"""VD's procedures on contexts, latents and images: disentanglement, I2T2I editing, blending,
+colour matching.
 
 Plain tensor functions (vd-architecture.md section 6); the nodes are thin
 wrappers around them. Randomised PCA (``torch.pca_lowrank``) runs in fp32 under a
@@ -114,3 +115,15 @@ def edit_text_latent(z: torch.Tensor, remove: torch.Tensor | None, add: torch.Te
     if add is not None:
         out = out + add_scale * add.float()  # VD adds the phrase latent un-normalised
     return out.to(z.dtype)
+
+
+def match_colors(image: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Match each channel's mean and std of ``image`` to ``reference`` (VD §6.3, "simple").
+
+    image, reference: [B,3,H,W] in [0,1] (the reference batch broadcasts when it is 1).
+    """
+    dims = (-2, -1)
+    mu, sd = image.mean(dims, keepdim=True), image.std(dims, keepdim=True)
+    mu_r, sd_r = reference.mean(dims, keepdim=True), reference.std(dims, keepdim=True)
+    matched = (image - mu) / sd.clamp_min(1e-6) * sd_r + mu_r
+    return (strength * matched + (1 - strength) * image).clamp(0, 1)

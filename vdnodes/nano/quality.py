@@ -12,8 +12,8 @@ is seeded per flow too, so ``--flows`` reproduces those rows of a full run):
 
 - ``t2i``: the scene's caption -> image; colour and shape read back by the checker;
 - ``i2t``: the scene's image -> text latent -> greedy Optimus caption; colour and shape words;
-- ``i2i`` (image variation, guidance ``variation_guidance``): image -> image; colour and shape
-  kept (both);
+- ``i2i`` (image variation, guidance ``variation_guidance``, then the graph's colour matching
+  to the input, ``variation_match_colors``): image -> image; colour and shape kept (both);
 - ``t2t`` (text variation): caption -> caption; the noun (the shape word) kept, and all of
   colour, shape, background and texture words kept;
 - ``dual``: image of scene A + the text of one other colour word ("green"), text share 0.5;
@@ -85,6 +85,7 @@ class Settings:
     steps: int = 20  # the graphs' DDIM steps: on vd-nano as good as VD's 50 (docs/nano.md section 5)
     guidance: float = 7.5
     variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 5)
+    variation_match_colors: float = 0.5  # image variation's colour matching to the input (the graph's)
     text_guidance: float = 5.0  # text output: i2t, t2t, I2T2I's caption (graphs/image_to_text.json; section 5)
     variation_tokens: str = "all"  # image variation reads all image tokens, or a diagnostic subset (VARIATION_TOKENS)
     sampler: str = "ddim"
@@ -196,7 +197,9 @@ class Runner:
         keep = VARIATION_TOKENS[self.settings.variation_tokens]
         latents = self.sample("image", [(tokens[:, keep], "image", 1.0)], [uncond[:, keep]],
                               self.settings.variation_guidance)
-        return Cases(scenes, images=self.decode_images(latents), extra={"sources": sources})
+        images = procedures.match_colors(self.decode_images(latents).float(), sources.float(),
+                                         self.settings.variation_match_colors)
+        return Cases(scenes, images=images, extra={"sources": sources})
 
     def i2t(self, scenes: list[sc.Scene]) -> Cases:
         sources = _render(scenes, self.device)
@@ -400,7 +403,8 @@ def markdown_table(rates: dict[str, float], n: int, settings: Settings) -> str:
     """The results as a markdown section (what ``--docs`` writes into docs/nano.md)."""
     lines = [f"Measured with `vdnodes eval-nano --n {n}` ({n} held-out scenes per flow; "
              f"{settings.sampler.upper()} {settings.steps} steps, guidance {settings.guidance}; "
-             f"image variation {settings.variation_guidance}, text output {settings.text_guidance}).", "",
+             f"image variation {settings.variation_guidance}, colours matched to the input at "
+             f"{settings.variation_match_colors}; text output {settings.text_guidance}).", "",
              "| metric | rate | target | met |", "|---|---:|---|---|"]
     targets = {k: (f">= {v:.0%}", rates[k] >= v) for k, v in THRESHOLDS.items() if k in rates}
     for k, v in rates.items():

@@ -21,18 +21,6 @@ def resize_image(ctx, image, width: int, height: int, mode: str):
     return out.clamp(0, 1)
 
 
-def match_colors(image, reference, strength: float = 1.0):
-    """Match each channel's mean and std of ``image`` to ``reference`` (VD §6.3, "simple").
-
-    image, reference: [B,3,H,W] in [0,1] (the reference batch broadcasts when it is 1).
-    """
-    dims = (-2, -1)
-    mu, sd = image.mean(dims, keepdim=True), image.std(dims, keepdim=True)
-    mu_r, sd_r = reference.mean(dims, keepdim=True), reference.std(dims, keepdim=True)
-    matched = (image - mu) / sd.clamp_min(1e-6) * sd_r + mu_r
-    return (strength * matched + (1 - strength) * image).clamp(0, 1)
-
-
 @node("image.match_colors", version="1.0.0", category="image", title="Match colours",
       doc="VD's 'simple' colour adjustment: shift each RGB channel's mean and spread to match a "
           "reference image (used after image variation and I2T2I editing).",
@@ -41,4 +29,6 @@ def match_colors(image, reference, strength: float = 1.0):
                                 doc="0 keeps the image, 1 fully matches the reference.")},
       outputs={"image": Out("Image")})
 def match_colors_node(ctx, image, reference, strength: float):
+    from vdnodes.model.procedures import match_colors
+
     return match_colors(image.float(), reference.float().to(image.device), strength)
