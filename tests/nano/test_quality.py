@@ -195,6 +195,11 @@ def test_eval_nano_samples_with_the_example_graphs_settings():
     assert focus["semantic_focus"]["params"]["focus"] == settings.semantic_focus
     assert focus["style_focus"]["params"]["focus"] == settings.style_focus
     assert settings.variation_tokens == "all"  # the graphs' image variation reads every token
+    decoding = {name: [n["params"].get("mode", "sample") for n in nodes(name).values() if n["type"] == "vd.decode_text"]
+                for name in ("image_to_text.json", "text_variation.json", "i2t2i_edit.json")}
+    assert decoding == {"image_to_text.json": [settings.caption_decoding],
+                        "text_variation.json": [settings.caption_decoding],
+                        "i2t2i_edit.json": ["greedy"]}  # eval-nano decodes I2T2I's edited sentence greedily
     variation = nodes("image_variation.json")  # eval-nano's i2i colour-matches as the graph does
     matching = [n for n in variation.values() if n["type"] == "image.match_colors"]
     assert len(matching) == 1 and matching[0]["params"]["strength"] == settings.variation_match_colors

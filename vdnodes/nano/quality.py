@@ -11,7 +11,8 @@ Per flow (scenes from ``sample_scene``, 32 px, a different seed per flow; the st
 is seeded per flow too, so ``--flows`` reproduces those rows of a full run):
 
 - ``t2i``: the scene's caption -> image; colour and shape read back by the checker;
-- ``i2t``: the scene's image -> text latent -> greedy Optimus caption; colour and shape words;
+- ``i2t``: the scene's image -> text latent -> Optimus caption (tokens sampled, seeded, as in
+  the graph; ``caption_decoding``); colour and shape words;
 - ``i2i`` (image variation, guidance ``variation_guidance``, then the graph's colour matching
   to the input, ``variation_match_colors``): image -> image; colour and shape kept (both);
 - ``t2t`` (text variation): caption -> caption; the noun (the shape word) kept, and all of
@@ -87,6 +88,7 @@ class Settings:
     variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 5)
     variation_match_colors: float = 0.5  # image variation's colour matching to the input (the graph's)
     text_guidance: float = 5.0  # text output: i2t, t2t, I2T2I's caption (graphs/image_to_text.json; section 5)
+    caption_decoding: str = "sample"  # i2t and t2t sentences: "sample" (seeded, the graphs') or "greedy"
     variation_tokens: str = "all"  # image variation reads all image tokens, or a diagnostic subset (VARIATION_TOKENS)
     sampler: str = "ddim"
     dual_mix: float = 0.5  # text share in dual-guided generation (graphs/dual_guided.json)
@@ -139,10 +141,12 @@ class Runner:
         self.device = next(model.parameters()).device
         self.progress = progress or (lambda _msg: None)
         self._generator = torch.Generator().manual_seed(seed)
+        self._seed = seed
 
     def reseed(self, seed: int) -> None:
         """Restart the starting noise from ``seed`` (``measure`` gives every flow its own)."""
         self._generator = torch.Generator().manual_seed(seed)
+        self._seed = seed
 
     # -- building blocks -----------------------------------------------------------------
     def text_context(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,9 +181,17 @@ class Runner:
     def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.model.vae_image.decode(latents[i:i + 256]) for i in range(0, len(latents), 256)])
 
-    def decode_texts(self, latents: torch.Tensor) -> list[str]:
-        vae = self.model.vae_text
-        return [t for i in range(0, len(latents), 256) for t in vae.decode(latents[i:i + 256], greedy=True)]
+    def decode_texts(self, latents: torch.Tensor, greedy: bool = True) -> list[str]:
+        """Sentences for text latents: greedy, or tokens sampled (seeded by the flow) as VD does."""
+        vae, tokens = self.model.vae_text, torch.Generator().manual_seed(self._seed)
+        return [t for i in range(0, len(latents), 256)
+                for t in vae.decode(latents[i:i + 256], greedy=greedy, generator=tokens)]
+
+    def decode_captions(self, latents: torch.Tensor) -> list[str]:
+        """i2t's and t2t's sentences, decoded as their graphs do (``caption_decoding``)."""
+        if self.settings.caption_decoding not in ("sample", "greedy"):
+            raise ValueError(f"caption_decoding must be 'sample' or 'greedy', got {self.settings.caption_decoding!r}")
+        return self.decode_texts(latents, greedy=self.settings.caption_decoding == "greedy")
 
     # -- flows ------------------------------------------------------------------------------
     def t2i(self, scenes: list[sc.Scene]) -> Cases:
@@ -204,14 +216,14 @@ class Runner:
     def i2t(self, scenes: list[sc.Scene]) -> Cases:
         sources = _render(scenes, self.device)
         tokens, uncond = self.image_context(sources)
-        texts = self.decode_texts(self.sample("text", [(tokens, "image", 1.0)], [uncond],
+        texts = self.decode_captions(self.sample("text", [(tokens, "image", 1.0)], [uncond],
                                               self.settings.text_guidance))
         return Cases(scenes, texts=texts, extra={"sources": sources})
 
     def t2t(self, scenes: list[sc.Scene]) -> Cases:
         captions = [s.caption() for s in scenes]
         tokens, uncond = self.text_context(captions)
-        texts = self.decode_texts(self.sample("text", [(tokens, "text", 1.0)], [uncond],
+        texts = self.decode_captions(self.sample("text", [(tokens, "text", 1.0)], [uncond],
                                               self.settings.text_guidance))
         return Cases(scenes, texts=texts, extra={"prompts": captions})
 
