@@ -470,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--flows", default=",".join(FLOWS), help=f"comma-separated subset of {','.join(FLOWS)}")
     parser.add_argument("--steps", type=int, default=Settings.steps)
-    parser.add_argument("--guidance", type=float, default=Settings.guidance, help="every flow but i2i")
+    parser.add_argument("--guidance", type=float, default=Settings.guidance, help="image output, image variation aside")
     parser.add_argument("--variation-guidance", type=float, default=Settings.variation_guidance,
                         help="i2i (image variation)")
     parser.add_argument("--text-guidance", type=float, default=Settings.text_guidance,
