@@ -26,8 +26,12 @@ def test_focus_weights_match_vd_tables():
     semantic, keep = _focus_weights(s, 0.4)
     assert keep and semantic[0].item() == pytest.approx(0.43, abs=0.01)
     assert semantic[1].item() == pytest.approx(0.71, abs=0.01)
+    assert semantic[2:].tolist() == [1.0] * 18  # VD's demo scales S0 and S1 only
+    for focus, s1 in ((0.2, 0.29), (0.3, 0.48)):
+        w, _ = _focus_weights(s, focus)
+        assert w[0].item() == 0 and w[1].item() == pytest.approx(s1, abs=0.01) and w[2:].tolist() == [1.0] * 18
     zero, _ = _focus_weights(s, 0.0)
-    assert zero[:5].abs().sum() == 0
+    assert zero[:2].abs().sum() == 0 and zero[2:].tolist() == [1.0] * 18
 
 
 def test_adjust_rank_keeps_cls_and_spread_and_is_repeatable():

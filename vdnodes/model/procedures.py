@@ -25,18 +25,25 @@ def _pca(x: torch.Tensor, q: int, niter: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _focus_weights(s: torch.Tensor, focus: float, max_drop_rank: tuple[int, int] = (1, 5)) -> tuple[torch.Tensor, bool]:
-    """Scaled singular values and whether the residual is kept (v2 ``adjust_rank``, §6.1)."""
+    """Scaled singular values and whether the residual is kept (v2 ``adjust_rank``, §6.1).
+
+    VD's demo ramps, written for any ``max_drop_rank = (lo, hi)`` and ``q``: semantic focus
+    scales components ``0..lo`` (only the first two with VD's ``(1, 5)``) and keeps the rest;
+    style focus scales components ``hi..q-1`` and drops the residual.
+    """
     s = s.clone()
     lo, hi = max_drop_rank
     q = s.shape[0]
+    ramp = (math.exp(2 * focus - 1) - math.exp(-1)) / (1 - math.exp(-1))  # 0 at focus 0, 1 at 0.5
     if focus < 0.5:  # semantic focus: shrink the leading components, keep the residual
-        y0 = 2 * (math.exp(2 * focus - 1) - math.exp(-1)) / (1 - math.exp(-1)) - 1
-        s[:lo] *= max(0.0, y0)
-        s[lo:hi] *= max(0.0, (1 + y0) / 2)  # VD: S1 (components 1..4 with max_drop_rank [1,5])
+        y0 = ramp * (1 + lo) - lo  # -lo at focus 0, 1 at 0.5
+        for i in range(min(lo + 1, q)):  # lo = 1: S0 *= y0, S1 *= (1 + y0) / 2
+            s[i] *= max(0.0, y0 + i / (lo + 1) * (1 - y0))
         return s, True
-    y0 = 1 - 16 * (math.exp(2 * focus - 1) - 1) / (math.e - 1)  # style focus: keep the leading ones
+    drop = q - hi
+    y0 = 1 - (drop + 1) * (math.exp(2 * focus - 1) - 1) / (math.e - 1)  # 1 at 0.5, -drop at 1
     for i in range(hi, q):  # VD (q=20): S_i *= max(0, y0 + (19 - i)/15 * (1 - y0)) for i = 5..19
-        s[i] *= max(0.0, y0 + (q - 1 - i) / (q - hi) * (1 - y0))
+        s[i] *= max(0.0, y0 + (q - 1 - i) / drop * (1 - y0))
     return s, False
 
 
