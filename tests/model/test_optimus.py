@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import gzip
 import json
 import math
@@ -159,6 +161,17 @@ def test_same_generator_gives_same_text(vae):
     assert a == vae.decode(z, generator=torch.Generator().manual_seed(11))
     other_seed = vae.decode_ids(z, generator=torch.Generator().manual_seed(12))
     assert other_seed != vae.decode_ids(z, generator=torch.Generator().manual_seed(11))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_on_the_gpu_samples_with_the_nodes_cpu_generator(vae):
+    # The decode node passes a CPU generator; on a GPU model the draws move to it, and the
+    # seeded stream gives the CPU's sentence (a tiny model's logits agree to float rounding).
+    z = torch.randn(4, vae.config.latent_dim, generator=torch.Generator().manual_seed(5))
+    cpu = vae.decode_ids(z, generator=torch.Generator().manual_seed(11), max_tokens=8)
+    gpu = copy.deepcopy(vae).to("cuda").decode_ids(z.cuda(), generator=torch.Generator().manual_seed(11),
+                                                   max_tokens=8)
+    assert gpu == cpu
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vdnodes.core.errors import NodeError
 from vdnodes.core.executor import Executor
 from vdnodes.core.graph import load_graph, set_param
 from vdnodes.nodes import build_registry_with_plugins
@@ -93,6 +94,23 @@ def test_changing_only_the_seed_reruns_sampling_and_decoding_only(registry, mana
     third = ex.run(graph)
     assert third.executed == ["save"]  # back to the first seed: everything cached
     assert pixels(third) == pixels(first)
+
+
+def test_i2t2i_add_input_edits_the_latent_and_the_text_context_together(registry, manager, tmp_path):
+    # VD's I2T2I uses one added phrase twice: in the Optimus latent and in the new image's CLIP
+    # text context. The graph's 'add' input must reach both, and a second source must be refused.
+    graph = fast(load_graph(ROOT / "graphs" / "i2t2i_edit.json", registry), registry)
+    ex = executor(registry, manager, tmp_path)
+    first = ex.run(graph)
+    assert first.status == "ok"
+    set_param(graph, registry, "add", "yellow")
+    second = ex.run(graph)
+    assert second.status == "ok"
+    assert {"edit", "added_context", "sentence", "sample"} <= set(second.executed)
+    assert {"caption_latent", "layout"} <= set(second.cached)  # the image side is untouched
+    set_param(graph, registry, "edit.add", "purple")
+    with pytest.raises(NodeError, match="both from the 'add' parameter"):
+        ex.run(graph)
 
 
 def test_flow_aware_loading_reads_only_what_text_to_image_needs(registry, tmp_path):

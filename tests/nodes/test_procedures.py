@@ -119,6 +119,24 @@ def test_blend_concat_refuses_mixed_modalities_and_mix_keeps_parts():
     assert mixed.modalities == ("image", "text") and [p.weight for p in mixed.parts] == [0.25, 0.75]
 
 
+def test_dual_guidance_gives_context2_the_share_mix_whatever_the_blend_in_front():
+    from vdnodes.nodes.denoise import conditioning_inputs
+
+    def ratios(context, context2, mix):
+        conds, unconds = conditioning_inputs(context, context2, mix, batch=1)
+        assert [c.weight for c in conds] == [u.weight for u in unconds]
+        return [c.weight for c in conds]
+
+    images = blend_contexts(None, _cond("image", 5), _cond("image", 5, fill=2.0), None, None, mode="mix",
+                            weight_a=1.0, weight_b=0.6, weight_c=1.0, weight_d=1.0)
+    text = _cond("text", 7)
+    assert ratios(images, text, 0.3) == pytest.approx([0.7 / 1.6, 0.7 * 0.6 / 1.6, 0.3])
+    half = blend_contexts(None, _cond("image", 5), None, None, None, mode="mix",
+                          weight_a=0.5, weight_b=1.0, weight_c=1.0, weight_d=1.0)
+    assert ratios(half, text, 0.5) == pytest.approx([0.5, 0.5])  # a lone part's weight is no share
+    assert ratios(images, None, 0.3) == pytest.approx([1.0, 0.6])  # one context: the blend's weights
+
+
 def test_blend_type_follows_inputs():
     from vdnodes.core.types import SocketType as T
     from vdnodes.nodes.blend import _blend_type

@@ -142,7 +142,7 @@ class UncondImage(str, enum.Enum):
 
     ZEROS = "zeros"  # v2 app, image output: zeros in embedding space
     BLACK = "black"  # v2 app, text output (i2t): CLIP of an all-0 image in [0, 1]
-    GREY = "grey"  # v1 and diffusers: CLIP of an all-0.5 image
+    GREY = "grey"  # v1: CLIP of an all-0.5 image (diffusers means it too; its processor may rescale it)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -286,6 +286,8 @@ class OptimusVAE(nn.Module):
         argmax when ``greedy``); it stops at ``<EOS>`` or at ``max_tokens`` (``<BOS>`` included),
         where the last token is replaced by ``<EOS>``. ``use_cache=False`` re-runs the whole
         prefix each step, exactly like VD; the cached path gives the same tokens, faster.
+        Tokens are drawn on the generator's device (the nodes pass a CPU generator), so a
+        model on a GPU samples with the same seeded stream as on the CPU.
         """
         cfg = self.config
         max_tokens = cfg.max_decode_tokens if max_tokens is None else max_tokens
@@ -312,6 +314,8 @@ class OptimusVAE(nn.Module):
                     token = int(last.argmax())
                 else:
                     probs = F.softmax(last / temperature, dim=-1)
+                    if generator is not None:
+                        probs = probs.to(generator.device)
                     token = int(torch.multinomial(probs, 1, generator=generator))
                 ids.append(token)
                 if token == cfg.eos_token_id:

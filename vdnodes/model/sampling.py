@@ -53,10 +53,14 @@ def vd_alphas_cumprod(
 
 
 def ddim_timesteps(num_steps: int, num_train_steps: int = 1000) -> Tensor:
-    """VD's DDIM grid: c = T // S, timesteps {0, c, 2c, ...} + 1, in descending (sampling) order.
+    """DDIM grid: c = T // S, timesteps {0, c, ..., (S-1)c} + 1, in descending (sampling) order.
 
     For S = 50 that is 981, 961, ..., 1 (diffusers "leading" spacing with steps_offset=1).
     Returns a ``[S]`` long tensor. The +1 offset leaves room for at most T - 1 steps.
+    This is VD's grid when S divides T (50, 20, 25, 100, ...). Otherwise VD's
+    ``make_ddim_timesteps`` runs ``range(0, T, c) + 1``, that is ceil(T / c) steps, one or
+    more beyond what was asked (31 for 30, starting at 991 instead of 958 here), and for S = 3
+    it reaches t = T and fails; here S steps are S steps.
     """
     if not 1 <= num_steps < num_train_steps:
         raise ValueError(f"num_steps must be in [1, {num_train_steps - 1}], got {num_steps}")

@@ -29,22 +29,34 @@ def _size_factor(config: Any) -> int:
 
 
 def conditioning_inputs(context: Any, context2: Any, mix: float, batch: int) -> tuple[list, list]:
-    """(conds, unconds) ``ContextInput`` lists; context2's parts get ratio ``mix``."""
+    """(conds, unconds) ``ContextInput`` lists, one per context part, with its mixing ratio.
+
+    One context: the parts keep their (blend) weights, which the UNet normalises. Two: context2
+    takes the share ``mix`` and context ``1 - mix``, each split over its own parts by their
+    weights, so a blend in front of dual guidance does not change the text's share.
+    """
     from vdnodes.model.conditioning import ContextInput
 
-    weighted = [(p, 1.0) for p in context.parts]
+    def split(parts: tuple, share: float, socket: str) -> list[tuple[Any, float]]:
+        total = sum(p.weight for p in parts)
+        if total <= 0:
+            raise NodeInputError(f"the parts of '{socket}' have no weight (their weights sum to {total})",
+                                 socket=socket, hint="give the blend a weight above 0")
+        return [(p, share * p.weight / total) for p in parts]
+
+    weighted = [(p, p.weight) for p in context.parts]
     if context2 is not None:
-        weighted = [(p, 1.0 - mix) for p in context.parts] + [(p, mix) for p in context2.parts]
+        weighted = split(context.parts, 1.0 - mix, "context") + split(context2.parts, mix, "context2")
     conds, unconds = [], []
-    for part, share in weighted:
+    for part, ratio in weighted:
         tokens, uncond = part.tokens, part.uncond
         if tokens.shape[0] != batch:
             if tokens.shape[0] != 1:
                 raise NodeInputError(f"a context has batch {tokens.shape[0]} but the run has batch {batch}",
                                      socket="context", hint="use contexts of batch 1 or of the same batch")
             tokens, uncond = tokens.expand(batch, -1, -1), uncond.expand(batch, -1, -1)
-        conds.append(ContextInput(tokens, part.modality, part.weight * share))
-        unconds.append(ContextInput(uncond, part.modality, part.weight * share))
+        conds.append(ContextInput(tokens, part.modality, ratio))
+        unconds.append(ContextInput(uncond, part.modality, ratio))
     return conds, unconds
 
 
