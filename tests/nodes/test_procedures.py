@@ -93,6 +93,8 @@ def test_edit_text_latent_projects_out_and_adds():
     out = edit_text_latent(z, remove, add)
     assert torch.allclose(out, torch.tensor([[0.0, 4.0, 1.0]]))
     assert torch.allclose(edit_text_latent(z, None, None), z)
+    vd_layout = edit_text_latent(z[:, :, None, None], remove[:, :, None, None], add)  # VD's [B, D, 1, 1]
+    assert vd_layout.shape == (1, 3, 1, 1) and torch.allclose(vd_layout.flatten(1), out)
 
 
 def _cond(modality: str, tokens: int, batch: int = 1, fill: float = 1.0) -> Conditioning:

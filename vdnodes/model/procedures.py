@@ -113,15 +113,17 @@ def edit_text_latent(z: torch.Tensor, remove: torch.Tensor | None, add: torch.Te
                      *, add_scale: float = 1.0) -> torch.Tensor:
     """I2T2I latent arithmetic (§6.5 step 4): project out ``remove``'s direction, add ``add``.
 
-    z: ``[B, D]``; remove/add: ``[1, D]`` or ``[B, D]`` Optimus latents (μ).
+    z: ``[B, D]`` (or VD's ``[B, D, 1, 1]``, kept as given); remove/add: ``[1, D]`` or
+    ``[B, D]`` Optimus latents (μ), also in either layout.
     """
-    out = z.float()
+    out = z.float().flatten(1)
     if remove is not None:
-        direction = remove.float() / remove.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        remove = remove.float().flatten(1)
+        direction = remove / remove.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         out = out - (out * direction).sum(-1, keepdim=True) * direction
     if add is not None:
-        out = out + add_scale * add.float()  # VD adds the phrase latent un-normalised
-    return out.to(z.dtype)
+        out = out + add_scale * add.float().flatten(1)  # VD adds the phrase latent un-normalised
+    return out.reshape(z.shape).to(z.dtype)
 
 
 def match_colors(image: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
