@@ -19,6 +19,11 @@ objects on one background (the first a scene of any size, the rest small, placed
 through the shipped vision tower: do more objects move energy past the five components style
 focus keeps? The tower never saw such images, so this bounds the question rather than
 settling it.
+
+``--by size`` (or shape, texture, colour) adds each row's rates per value of that scene
+attribute, and the energy past the fifth component per value. ``--pair 0.4,0.8`` compares
+two levels scene by scene (same scenes, same noise): how many shapes only one of them keeps,
+and the exact two-sided McNemar p of that split.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -73,14 +79,30 @@ def composite_energy(model, counts: list[int], n: int, seed: int) -> list[dict]:
     return rows
 
 
+def mcnemar(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p for discordant counts (a binomial test at 1/2)."""
+    k, total = max(only_a, only_b), only_a + only_b
+    if total == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(total, i) for i in range(k, total + 1)) / 2 ** total)
+
+
+def _grouped(flags: list[bool], scenes: list, by: str) -> dict[str, float]:
+    groups: dict[str, list[bool]] = {}
+    for f, s in zip(flags, scenes):
+        groups.setdefault(str(getattr(s, by)), []).append(f)
+    return {k: quality._rate(v) for k, v in sorted(groups.items())}
+
+
 @torch.no_grad()
-def sweep(model, n: int, seed: int, levels: list[float], guidance: float, steps: int) -> dict:
+def sweep(model, n: int, seed: int, levels: list[float], guidance: float, steps: int,
+          by: str | None = None, pair: tuple[float, float] | None = None) -> dict:
     settings = quality.Settings(steps=steps, guidance=guidance)
     flow_seed = seed * 1000 + quality.FLOWS.index("disentangle") + 1  # eval-nano's scenes
     scenes = quality._scenes(n, flow_seed)
     runner = quality.Runner(model, settings, flow_seed)
     img, img_u = runner.image_context(quality._render(scenes, runner.device))
-    rows = []
+    rows, shape_kept = [], {}
     for focus in levels:
         t0 = time.perf_counter()
         runner.reseed(flow_seed)  # the same starting noise for every level
@@ -90,13 +112,34 @@ def sweep(model, n: int, seed: int, levels: list[float], guidance: float, steps:
         got = [check_image(x) for x in images.float().cpu()]
         row = {"focus": focus, "context_change": round(moved, 4)}
         for a in ATTRIBUTES:
-            row[a] = quality._rate([g[a] == getattr(s, a) for g, s in zip(got, scenes)])
+            flags = [g[a] == getattr(s, a) for g, s in zip(got, scenes)]
+            row[a] = quality._rate(flags)
+            if by:
+                row[f"{a}_by_{by}"] = _grouped(flags, scenes, by)
+        shape_kept[focus] = [g["shape"] == s.shape for g, s in zip(got, scenes)]
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(f"focus {focus:.2f}: " + ", ".join(f"{a} {row[a]:.1%}" for a in ATTRIBUTES)
               + f" (context moved {moved:.3f}; {row['seconds']} s)", file=sys.stderr, flush=True)
-    return {"n": n, "seed": seed, "guidance": guidance, "steps": steps, "rows": rows,
-            "energy_per_component": [round(float(v), 4) for v in procedures.component_energy(img).mean(0)]}
+    energy = procedures.component_energy(img)
+    record = {"n": n, "seed": seed, "guidance": guidance, "steps": steps, "rows": rows,
+              "energy_per_component": [round(float(v), 4) for v in energy.mean(0)]}
+    if by:
+        beyond = [float(1 - e[:5].sum()) for e in energy]
+        groups: dict[str, list[float]] = {}
+        for b, s in zip(beyond, scenes):
+            groups.setdefault(str(getattr(s, by)), []).append(b)
+        record[f"beyond_five_by_{by}"] = {k: round(float(np.mean(v)), 4) for k, v in sorted(groups.items())}
+    if pair:
+        a, b = (shape_kept[f] for f in pair)
+        only_a = sum(x and not y for x, y in zip(a, b))
+        only_b = sum(y and not x for x, y in zip(a, b))
+        record["pair"] = {"levels": list(pair), "shape_kept": [sum(a), sum(b)], "only_first": only_a,
+                          "only_second": only_b, "mcnemar_p": round(mcnemar(only_a, only_b), 4)}
+        print(f"focus {pair[0]} vs {pair[1]}: shape kept {sum(a)} vs {sum(b)}; only one of them keeps "
+              f"{only_a} vs {only_b} (exact McNemar p = {record['pair']['mcnemar_p']:.3f})",
+              file=sys.stderr, flush=True)
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--objects", default="", help="comma-separated object counts for the composite energy split")
+    parser.add_argument("--by", choices=("size", "shape", "texture", "color"), default=None,
+                        help="also report each rate per value of this scene attribute")
+    parser.add_argument("--pair", default="", help="two focus levels to compare scene by scene, e.g. 0.4,0.8")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     try:
@@ -120,12 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--focus takes levels in [0, 1]")
     if any(k < 1 for k in counts):
         parser.error("--objects takes counts >= 1")
+    pair = None
+    if args.pair:
+        try:
+            pair = tuple(float(f) for f in args.pair.split(","))
+        except ValueError:
+            pair = ()
+        if len(pair) != 2 or any(f not in levels for f in pair):
+            parser.error("--pair takes two of the --focus levels, e.g. --pair 0.4,0.8")
     if args.threads:
         torch.set_num_threads(args.threads)
     from vdnodes.nano.weights import load_nano
 
     model = load_nano(path=args.weights)
-    record = sweep(model, args.n, args.seed, levels, args.guidance, args.steps)
+    record = sweep(model, args.n, args.seed, levels, args.guidance, args.steps, args.by, pair)
     if counts:
         record["composites"] = composite_energy(model, counts, args.n, args.seed)
     record["torch"], record["threads"] = torch.__version__, torch.get_num_threads()
