@@ -199,7 +199,7 @@ def test_eval_nano_samples_with_the_example_graphs_settings():
                 for name in ("image_to_text.json", "text_variation.json", "i2t2i_edit.json")}
     assert decoding == {"image_to_text.json": [settings.caption_decoding],
                         "text_variation.json": [settings.caption_decoding],
-                        "i2t2i_edit.json": ["greedy"]}  # eval-nano decodes I2T2I's edited sentence greedily
+                        "i2t2i_edit.json": [settings.caption_decoding]}
     variation = nodes("image_variation.json")  # eval-nano's i2i colour-matches as the graph does
     matching = [n for n in variation.values() if n["type"] == "image.match_colors"]
     assert len(matching) == 1 and matching[0]["params"]["strength"] == settings.variation_match_colors

@@ -22,7 +22,7 @@ is seeded per flow too, so ``--flows`` reproduces those rows of a full run):
 - ``disentangle``: A's image context with focus 0.2 (semantic) and 0.8 (style); how often
   each output keeps A's shape and A's texture;
 - ``i2t2i``: caption A's image (i2t), remove A's colour word from the Optimus latent and add
-  another colour word, decode the sentence, and guide a new image with that sentence plus the
+  another colour word, decode the sentence (sampled as i2t's), and guide a new image with that sentence plus the
   colour word (concatenated CLIP contexts) and the rank-10 reduced image context of A, text
   share 0.67 (graphs/i2t2i_edit.json). A success shows the new colour with A's shape and
   background.
@@ -88,7 +88,7 @@ class Settings:
     variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 5)
     variation_match_colors: float = 0.5  # image variation's colour matching to the input (the graph's)
     text_guidance: float = 5.0  # text output: i2t, t2t, I2T2I's caption (graphs/image_to_text.json; section 5)
-    caption_decoding: str = "sample"  # i2t and t2t sentences: "sample" (seeded, the graphs') or "greedy"
+    caption_decoding: str = "sample"  # i2t, t2t and I2T2I sentences: "sample" (seeded, the graphs') or "greedy"
     variation_tokens: str = "all"  # image variation reads all image tokens, or a diagnostic subset (VARIATION_TOKENS)
     sampler: str = "ddim"
     dual_mix: float = 0.5  # text share in dual-guided generation (graphs/dual_guided.json)
@@ -188,7 +188,7 @@ class Runner:
                 for t in vae.decode(latents[i:i + 256], greedy=greedy, generator=tokens)]
 
     def decode_captions(self, latents: torch.Tensor) -> list[str]:
-        """i2t's and t2t's sentences, decoded as their graphs do (``caption_decoding``)."""
+        """i2t's, t2t's and I2T2I's sentences, decoded as their graphs do (``caption_decoding``)."""
         if self.settings.caption_decoding not in ("sample", "greedy"):
             raise ValueError(f"caption_decoding must be 'sample' or 'greedy', got {self.settings.caption_decoding!r}")
         return self.decode_texts(latents, greedy=self.settings.caption_decoding == "greedy")
@@ -257,7 +257,7 @@ class Runner:
         remove = vae.encode([s.color for s in scenes]).float()
         add = vae.encode(colors).float()
         edited = procedures.edit_text_latent(caption_latents.float(), remove, add)
-        sentences = self.decode_texts(edited)
+        sentences = self.decode_captions(edited)
         sent, sent_u = self.text_context(sentences)
         word, word_u = self.text_context(colors)
         text, text_u = torch.cat([sent, word], dim=1), torch.cat([sent_u, word_u], dim=1)
