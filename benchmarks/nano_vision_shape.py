@@ -49,28 +49,37 @@ def images(scenes: list[Any]):
     return torch.from_numpy(pixels)  # [B, 3, 32, 32] in [0, 1]
 
 
-def linear_probe(features, labels: list[str], n_train: int) -> float:
-    """Held-out accuracy of a linear classifier ``features [N, F]`` -> ``labels``."""
+def fit_linear(x, y, n_classes: int):
+    """A linear classifier (L-BFGS, small L2) on standardised ``x [N, F]``; returns its predictor."""
     import torch
     import torch.nn.functional as F
 
-    classes = sorted(set(labels))
-    y = torch.tensor([classes.index(v) for v in labels])
-    mean, std = features[:n_train].mean(0), features[:n_train].std(0) + 1e-6
-    x = (features - mean) / std
-    w = torch.zeros(x.shape[1], len(classes), requires_grad=True)
-    b = torch.zeros(len(classes), requires_grad=True)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    z = (x - mean) / std
+    w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=200)
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(x[:n_train] @ w + b, y[:n_train]) + 1e-3 * w.square().sum()
+        loss = F.cross_entropy(z @ w + b, y) + 1e-3 * w.square().sum()
         loss.backward()
         return loss
 
     opt.step(closure)
+    w, b = w.detach(), b.detach()
+    return lambda features: (((features - mean) / std) @ w + b).argmax(1)
+
+
+def linear_probe(features, labels: list[str], n_train: int) -> float:
+    """Held-out accuracy of a linear classifier ``features [N, F]`` -> ``labels``."""
+    import torch
+
+    classes = sorted(set(labels))
+    y = torch.tensor([classes.index(v) for v in labels])
+    predict = fit_linear(features[:n_train], y[:n_train], len(classes))
     with torch.no_grad():
-        return float(((x[n_train:] @ w + b).argmax(1) == y[n_train:]).float().mean())
+        return float((predict(features[n_train:]) == y[n_train:]).float().mean())
 
 
 def probe(weights: Path | None, checkpoint: Path | None = None, n: int = 6000, n_train: int = 5000) -> dict[str, float]:
