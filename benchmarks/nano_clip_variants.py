@@ -104,12 +104,7 @@ def train(variant: str, steps: int, seed: int) -> tuple[vdm.VersatileDiffusion, 
     plan = tr.Budget("variant", vae=full.vae, clip=tr.StageBudget(steps=steps, batch=full.clip.batch, lr=full.clip.lr,
                      warmup=full.clip.warmup), optimus=full.optimus, unet=full.unet)
     stage = VariantCLIPStage(model, plan, seed, torch.device("cpu"), variant=variant)
-    params = stage.parameters()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = tr.adamw(params, plan.clip.lr)
+    params, optimizer = tr.stage_optimizer(stage)
     log, window, start = [], [], time.perf_counter()
     for step in range(steps):
         torch.manual_seed(tr.step_seed(seed, stage.name, step))

@@ -94,12 +94,7 @@ def time_stage(name: str, model: Any, plan: Any, steps: int) -> dict[str, Any]:
     device = next(model.parameters()).device
     clock = _clock(device)
     stage = tr.STAGE_CLASSES[name](model, plan, 0, device, progress=False)
-    params = stage.parameters()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = tr.adamw(params, stage.budget.lr)
+    params, optimizer = tr.stage_optimizer(stage)
     t0 = clock()
     stage.prepare()
     prepare_s = clock() - t0

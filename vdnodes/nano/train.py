@@ -1039,6 +1039,16 @@ def adamw(params: list[nn.Parameter], lr: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, foreach=True, **kwargs)
 
 
+def stage_optimizer(stage: Stage) -> tuple[list[nn.Parameter], torch.optim.AdamW]:
+    """Freeze the whole model but ``stage``'s parameters; those and their optimiser."""
+    params = stage.parameters()
+    for p in stage.model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    return params, adamw(params, stage.budget.lr)
+
+
 OnStep = Callable[[str, int, dict[str, float]], None]
 
 
@@ -1051,12 +1061,7 @@ def _run_stage(stage: Stage, checkpoints: _Checkpoints, *, checkpoint_every: int
         stage.apply(state["result"])
         return state["result"]
 
-    params = stage.parameters()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = adamw(params, budget.lr)
+    params, optimizer = stage_optimizer(stage)
     step, losses, seconds = 0, [], 0.0
     if state is not None:
         checkpoints.load(stage, model, optimizer, device)
