@@ -18,6 +18,8 @@ it. It also times one AdamW update of each stage's parameters with ``foreach`` a
     # writes benchmarks/results/nano_train_step_cuda.json (each part timed after a synchronize)
     python benchmarks/nano_train_step.py --stages unet --unet-heads 1 --out FILE
     # prices a UNet with fewer attention heads (same weights' shapes, wider heads)
+    python benchmarks/nano_train_step.py --stages unet --autocast bf16 --out FILE
+    # prices the forward pass under bfloat16 autocast (train-nano trains in fp32)
 
 Run it on an otherwise idle machine: a second job on 2 cores doubles every number.
 """
@@ -85,8 +87,13 @@ def time_optimizers(params: list[Any], repeats: int = 10) -> dict[str, float]:
     return out
 
 
-def time_stage(name: str, model: Any, plan: Any, steps: int) -> dict[str, Any]:
-    """Per-part step times of one stage, ``steps`` steps after its ``prepare``."""
+def time_stage(name: str, model: Any, plan: Any, steps: int, autocast: str = "none") -> dict[str, Any]:
+    """Per-part step times of one stage, ``steps`` steps after its ``prepare``.
+
+    ``autocast="bf16"`` runs each step's data + forward under ``torch.autocast`` in bfloat16.
+    """
+    import contextlib
+
     import torch
 
     from vdnodes.nano import train as tr
@@ -103,7 +110,8 @@ def time_stage(name: str, model: Any, plan: Any, steps: int) -> dict[str, Any]:
     for step in range(steps):
         torch.manual_seed(tr.step_seed(0, name, step))
         t0 = clock()
-        loss, _ = stage.step_loss(step)
+        with (torch.autocast(device.type, dtype=torch.bfloat16) if autocast == "bf16" else contextlib.nullcontext()):
+            loss, _ = stage.step_loss(step)
         t1 = clock()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,6 +150,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--unet-heads", type=int, default=None,
                         help="price another UNet attention head count (weights keep their shapes)")
+    parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                        help="run data + forward under bfloat16 autocast (default: none, as train-nano)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default: benchmarks/results/nano_train_step[_cuda].json)")
     args = parser.parse_args()
@@ -177,11 +187,12 @@ def main() -> None:
     plan = dataclasses.replace(tr.BUDGETS["full"], pool=args.pool)
     results: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                                "cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": args.threads,
-                               "device": str(device), "unet_heads": config.unet.heads, "stages": {}}
+                               "device": str(device), "unet_heads": config.unet.heads, "autocast": args.autocast,
+                               "stages": {}}
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
     for name in stages:
-        r = time_stage(name, model, plan, args.steps)
+        r = time_stage(name, model, plan, args.steps, args.autocast)
         results["stages"][name] = r
         ms = r["ms_per_step"]
         print(f"{name:8s} {ms['step']:6.0f} ms/step (data+forward {ms['data_forward']:.0f}, backward "
