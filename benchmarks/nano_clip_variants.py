@@ -12,7 +12,10 @@ one change to what the image head asks of the patch tokens, then runs the focus 
   background colour), whether the object covers it, and its own row and column; no patch
   names the shape, so the layout alone carries it;
 - ``local_appearance_position``: the shipped naming, plus the scene's appearance and the
-  patch's row and column from every patch.
+  patch's row and column from every patch;
+- ``local_appearance``: the shipped naming plus the scene's appearance from every patch, no
+  position (on the previous one the second principal component is the position, which
+  semantic focus scales down with the first).
 
 The idea behind the last two: appearance named by every patch is a direction all of an
 image's tokens share (one strong component, which style focus keeps), and position is
@@ -49,7 +52,7 @@ from vdnodes.nano.config import IMAGE_SIZE, nano_config  # noqa: E402
 from vdnodes.nano.tokenizers import build_tokenizers, tokenizer_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nano_clip_variants.json"
-VARIANTS = ("shipped", "appearance_position", "local_appearance_position")
+VARIANTS = ("shipped", "appearance_position", "local_appearance_position", "local_appearance")
 APPEARANCE = ("color", "texture", "background")  # the scene's, named from every patch
 LAYOUT_HEAD_SEED = 123
 
@@ -79,6 +82,8 @@ class VariantCLIPStage(tr.CLIPStage):
                   for a, values in self.PART_VALUES.items()}
         appearance = sum(F.cross_entropy(logits[a][:, 1:].flatten(0, 1), target[a][:, None].expand(b, t).flatten())
                          for a in APPEARANCE)
+        if self.variant == "local_appearance":
+            return super().part_loss(context, scenes) + appearance
         layout = self.layout_head(context[:, 1:])  # [B, T, 2 + 2 side]
         position = torch.arange(t, device=self.device)
         rows, cols = (position // self.side).expand(b, t), (position % self.side).expand(b, t)
