@@ -60,9 +60,10 @@ LAYOUT_HEAD_SEED = 123
 class VariantCLIPStage(tr.CLIPStage):
     """train-nano's CLIP stage with another part loss on the patch tokens."""
 
-    def __init__(self, *args, variant: str, **kwargs):
+    def __init__(self, *args, variant: str, position_weight: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.variant = variant
+        self.position_weight = position_weight
         self.side = IMAGE_SIZE // self.model.clip_image.patch_size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(LAYOUT_HEAD_SEED)
@@ -90,14 +91,14 @@ class VariantCLIPStage(tr.CLIPStage):
         row = F.cross_entropy(layout[..., 2:2 + self.side].flatten(0, 1), rows.flatten())
         col = F.cross_entropy(layout[..., 2 + self.side:].flatten(0, 1), cols.flatten())
         if self.variant == "local_appearance_position":
-            return super().part_loss(context, scenes) + appearance + (row + col)
+            return super().part_loss(context, scenes) + appearance + self.position_weight * (row + col)
         covered = torch.from_numpy(tr.patch_coverage(scenes, self.model.clip_image.patch_size) >= 0.5)
         cover = F.cross_entropy(layout[..., :2].flatten(0, 1), covered.long().flatten().to(self.device))
         scene = sum(F.cross_entropy(logits[a][:, 0], target[a]) for a in self.PART_VALUES)  # class token
-        return scene + appearance + (cover + row + col)
+        return scene + appearance + (cover + self.position_weight * (row + col))
 
 
-def train(variant: str, steps: int, seed: int) -> tuple[vdm.VersatileDiffusion, dict]:
+def train(variant: str, steps: int, seed: int, position_weight: float = 1.0) -> tuple[vdm.VersatileDiffusion, dict]:
     """Train a fresh CLIP pair for ``steps`` with train-nano's schedule; the model and the log."""
     config = nano_config()
     clip_tok, optimus_tok = build_tokenizers(tokenizer_info(config))
@@ -108,7 +109,7 @@ def train(variant: str, steps: int, seed: int) -> tuple[vdm.VersatileDiffusion, 
     full = tr.BUDGETS["full"]
     plan = tr.Budget("variant", vae=full.vae, clip=tr.StageBudget(steps=steps, batch=full.clip.batch, lr=full.clip.lr,
                      warmup=full.clip.warmup), optimus=full.optimus, unet=full.unet)
-    stage = VariantCLIPStage(model, plan, seed, torch.device("cpu"), variant=variant)
+    stage = VariantCLIPStage(model, plan, seed, torch.device("cpu"), variant=variant, position_weight=position_weight)
     params, optimizer = tr.stage_optimizer(stage)
     log, window, start = [], [], time.perf_counter()
     for step in range(steps):
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=VARIANTS, required=True)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--position-weight", type=float, default=1.0,
+                        help="weight of the row and column losses (the *_position variants; default 1)")
     parser.add_argument("--probe-n", type=int, default=2000, help="probe scenes (4/5 fit the readers)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save", type=Path, default=None,
@@ -144,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.probe_n < 10:
         parser.error("--steps must be >= 1 and --probe-n >= 10")
+    if args.position_weight < 0 or (args.position_weight != 1.0 and not args.variant.endswith("_position")):
+        parser.error("--position-weight takes a weight >= 0, and only for the *_position variants")
     torch.set_num_threads(args.threads)
-    model, record = train(args.variant, args.steps, args.seed)
+    model, record = train(args.variant, args.steps, args.seed, args.position_weight)
     if args.save is not None:
         from safetensors.torch import save_file
 
@@ -165,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     record["beyond_five"] = round(float(1 - energy[:, :5].sum(1).mean()), 4)
     print("energy per component:", record["energy_per_component"], "beyond five:", record["beyond_five"], file=sys.stderr)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[f"{args.variant}@{args.steps}"] = {**record, "seed": args.seed, "torch": torch.__version__,
+    key = f"{args.variant}@{args.steps}" + (f",position_weight={args.position_weight:g}" if args.position_weight != 1.0 else "")
+    results[key] = {**record, "seed": args.seed, "position_weight": args.position_weight, "torch": torch.__version__,
                                                "threads": torch.get_num_threads()}
     from vdnodes.core.fileio import atomic_write_text
 
