@@ -15,7 +15,17 @@ one change to what the image head asks of the patch tokens, then runs the focus 
   patch's row and column from every patch;
 - ``local_appearance``: the shipped naming plus the scene's appearance from every patch, no
   position (on the previous one the second principal component is the position, which
-  semantic focus scales down with the first).
+  semantic focus scales down with the first);
+- ``spread_position``: every patch names the scene's appearance; a patch the object covers
+  names the shape (and only the shape), any other patch "background"; and every patch's
+  token is pulled (mean squared error) towards a fixed position code: the 32 lowest 2-D
+  cosine (DCT) patterns of the 8 x 8 patch grid, written along 32 fixed orthonormal feature
+  directions at scale ``--position-scale``. That code gives every image's tokens 32 principal
+  components of equal weight (singular value = the scale) that carry nothing about the
+  scene, so the layout is spread thinly instead of being one shared direction: if the scale
+  lies between the appearance shift and the silhouette, style focus (top five components)
+  keeps the appearance and drops the silhouette, and semantic focus (the first component and
+  part of the second) removes the appearance and one position pattern.
 
 The idea behind the last two: appearance named by every patch is a direction all of an
 image's tokens share (one strong component, which style focus keeps), and position is
@@ -52,26 +62,53 @@ from vdnodes.nano.config import IMAGE_SIZE, nano_config  # noqa: E402
 from vdnodes.nano.tokenizers import build_tokenizers, tokenizer_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nano_clip_variants.json"
-VARIANTS = ("shipped", "appearance_position", "local_appearance_position", "local_appearance")
+VARIANTS = ("shipped", "appearance_position", "local_appearance_position", "local_appearance", "spread_position")
 APPEARANCE = ("color", "texture", "background")  # the scene's, named from every patch
 LAYOUT_HEAD_SEED = 123
+POSITION_PATTERNS = 32  # spread_position: DCT patterns of the patch grid in the position code
+
+
+def position_code(side: int, dim: int, patterns: int = POSITION_PATTERNS, seed: int = LAYOUT_HEAD_SEED,
+                  highest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The position code ``grid @ directions.T`` (``[side^2, dim]``, singular values all 1):
+    ``grid`` ``[side^2, patterns]`` the lowest (or, with ``highest``, the highest) 2-D DCT
+    patterns over the patch grid, never the constant one (orthonormal columns, row-major
+    patches), ``directions`` ``[dim, patterns]``
+    orthonormal feature directions, each orthogonal to the all-ones vector (``adjust_rank``
+    removes each token's mean over features first)."""
+    n = torch.arange(side, dtype=torch.float64)
+    basis = torch.cos(torch.pi * (n[None] + 0.5) * n[:, None] / side)  # [frequency, position]
+    basis = basis / basis.norm(dim=1, keepdim=True)
+    pairs = sorted(((u, v) for u in range(side) for v in range(side) if u or v),
+                   key=lambda f: (-(f[0] + f[1]) if highest else f[0] + f[1], f))
+    grid = torch.stack([torch.outer(basis[u], basis[v]).flatten() for u, v in pairs[:patterns]], dim=1)  # [T, P]
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.randn(dim, patterns, generator=g, dtype=torch.float64)
+    directions -= directions.mean(0, keepdim=True)  # orthogonal to the all-ones feature vector
+    directions = torch.linalg.qr(directions).Q  # [dim, P], orthonormal columns
+    return grid.float(), directions.float()
 
 
 class VariantCLIPStage(tr.CLIPStage):
     """train-nano's CLIP stage with another part loss on the patch tokens."""
 
-    def __init__(self, *args, variant: str, position_weight: float = 1.0, **kwargs):
+    def __init__(self, *args, variant: str, position_weight: float = 1.0, position_scale: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.variant = variant
         self.position_weight = position_weight
+        self.position_scale = position_scale
         self.side = IMAGE_SIZE // self.model.clip_image.patch_size
+        dim = self.model.clip_image.model.config.projection_dim
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(LAYOUT_HEAD_SEED)
             # covered or not (2), row (side), column (side)
-            self.layout_head = nn.Linear(self.model.clip_image.model.config.projection_dim, 2 + 2 * self.side)
+            self.layout_head = nn.Linear(dim, 2 + 2 * self.side)
+            self.shape_head = nn.Linear(dim, len(sc.SHAPES) + 1)  # spread_position: the shape, or background
+        self.grid, self.directions = (x.to(self.device) for x in position_code(self.side, dim))
 
     def heads(self) -> dict[str, nn.Module]:
-        return {**super().heads(), "layout_head": self.layout_head}
+        extra = {"shape_head": self.shape_head} if self.variant == "spread_position" else {}
+        return {**super().heads(), "layout_head": self.layout_head, **extra}
 
     def part_loss(self, context: torch.Tensor, scenes) -> torch.Tensor:
         if self.variant == "shipped":
@@ -85,6 +122,16 @@ class VariantCLIPStage(tr.CLIPStage):
                          for a in APPEARANCE)
         if self.variant == "local_appearance":
             return super().part_loss(context, scenes) + appearance
+        if self.variant == "spread_position":
+            scene = sum(F.cross_entropy(logits[a][:, 0], target[a]) for a in self.PART_VALUES)  # class token
+            covered = torch.from_numpy(tr.patch_coverage(scenes, self.model.clip_image.patch_size) >= 0.5).to(self.device)
+            shape = torch.where(covered, target["shape"][:, None], len(sc.SHAPES))  # [B, T]
+            local = F.cross_entropy(self.shape_head(context[:, 1:]).flatten(0, 1), shape.flatten())
+            # squared distance from the scaled code along its directions, over the code's energy
+            along = context[:, 1:] @ self.directions  # [B, T, P]
+            position = (along - self.position_scale * self.grid).square().sum(-1).mean() / (
+                self.position_scale ** 2 * POSITION_PATTERNS / t)
+            return scene + appearance + local + self.position_weight * position
         layout = self.layout_head(context[:, 1:])  # [B, T, 2 + 2 side]
         position = torch.arange(t, device=self.device)
         rows, cols = (position // self.side).expand(b, t), (position % self.side).expand(b, t)
@@ -98,7 +145,8 @@ class VariantCLIPStage(tr.CLIPStage):
         return scene + appearance + (cover + self.position_weight * (row + col))
 
 
-def train(variant: str, steps: int, seed: int, position_weight: float = 1.0) -> tuple[vdm.VersatileDiffusion, dict]:
+def train(variant: str, steps: int, seed: int, position_weight: float = 1.0,
+          position_scale: float = 0.0) -> tuple[vdm.VersatileDiffusion, dict]:
     """Train a fresh CLIP pair for ``steps`` with train-nano's schedule; the model and the log."""
     config = nano_config()
     clip_tok, optimus_tok = build_tokenizers(tokenizer_info(config))
@@ -109,7 +157,8 @@ def train(variant: str, steps: int, seed: int, position_weight: float = 1.0) -> 
     full = tr.BUDGETS["full"]
     plan = tr.Budget("variant", vae=full.vae, clip=tr.StageBudget(steps=steps, batch=full.clip.batch, lr=full.clip.lr,
                      warmup=full.clip.warmup), optimus=full.optimus, unet=full.unet)
-    stage = VariantCLIPStage(model, plan, seed, torch.device("cpu"), variant=variant, position_weight=position_weight)
+    stage = VariantCLIPStage(model, plan, seed, torch.device("cpu"), variant=variant, position_weight=position_weight,
+                                position_scale=position_scale)
     params, optimizer = tr.stage_optimizer(stage)
     log, window, start = [], [], time.perf_counter()
     for step in range(steps):
@@ -140,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--position-weight", type=float, default=1.0,
                         help="weight of the row and column losses (the *_position variants; default 1)")
+    parser.add_argument("--position-scale", type=float, default=None,
+                        help="spread_position only (required there): the position code's singular value")
     parser.add_argument("--probe-n", type=int, default=2000, help="probe scenes (4/5 fit the readers)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save", type=Path, default=None,
@@ -149,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be >= 1 and --probe-n >= 10")
     if args.position_weight < 0 or (args.position_weight != 1.0 and not args.variant.endswith("_position")):
         parser.error("--position-weight takes a weight >= 0, and only for the *_position variants")
+    if (args.variant == "spread_position") != (args.position_scale is not None) or (
+            args.position_scale is not None and args.position_scale <= 0):
+        parser.error("--position-scale takes a scale > 0, and is required for (and only for) spread_position")
     torch.set_num_threads(args.threads)
-    model, record = train(args.variant, args.steps, args.seed, args.position_weight)
+    model, record = train(args.variant, args.steps, args.seed, args.position_weight, args.position_scale or 0.0)
     if args.save is not None:
         from safetensors.torch import save_file
 
@@ -171,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     print("energy per component:", record["energy_per_component"], "beyond five:", record["beyond_five"], file=sys.stderr)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     key = f"{args.variant}@{args.steps}" + (f",position_weight={args.position_weight:g}" if args.position_weight != 1.0 else "")
-    results[key] = {**record, "seed": args.seed, "position_weight": args.position_weight, "torch": torch.__version__,
+    key += f",position_scale={args.position_scale:g}" if args.position_scale is not None else ""
+    results[key] = {**record, "seed": args.seed, "position_weight": args.position_weight,
+                    "position_scale": args.position_scale, "torch": torch.__version__,
                                                "threads": torch.get_num_threads()}
     from vdnodes.core.fileio import atomic_write_text
 
