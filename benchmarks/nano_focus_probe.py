@@ -26,6 +26,9 @@ component's token loadings ``u_i`` that is their mean (``T mean(u_i)^2``, 1 when
 loads it equally). VD's semantic focus removes the first component; where that is a shift it
 takes away what all tokens share and leaves the attention pattern to the rest.
 
+It also reports the share of the patch tokens' energy in each of the first eight principal
+components (``adjust_rank``'s decomposition) and past the fifth, which style focus drops.
+
 It also measures how alike the leading principal directions (the feature-space vectors
 ``adjust_rank`` scales) are from one image to the next: the mean |cosine| between two scenes'
 i-th directions, over all pairs and over pairs with the same background. Near 1 means semantic
@@ -127,8 +130,13 @@ def probe(tower, n: int, n_train: int, levels: list[float], seed: int) -> dict:
               f"{row['same_background']:.3f} with the same background", file=sys.stderr)
     shares = shift_share(context[:m])
     print(f"shift share of components 0-{len(shares) - 1}: {shares}", file=sys.stderr)
+    energy = procedures.component_energy(context[:m])
+    per_component = [round(float(v), 4) for v in energy.mean(0)[:8]]
+    beyond_five = round(float(1 - energy[:, :5].sum(1).mean()), 4)
+    print(f"energy per component: {per_component}, beyond the fifth: {beyond_five}", file=sys.stderr)
     return {"n": n, "n_train": n_train, "seed": seed, "rows": list(rows.values()),
-            "direction_alignment": alignment, "direction_alignment_scenes": m, "shift_share": shares}
+            "direction_alignment": alignment, "direction_alignment_scenes": m, "shift_share": shares,
+            "energy_per_component": per_component, "beyond_five": beyond_five}
 
 
 def main(argv: list[str] | None = None) -> int:
