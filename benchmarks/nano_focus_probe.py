@@ -27,7 +27,8 @@ loads it equally). VD's semantic focus removes the first component; where that i
 takes away what all tokens share and leaves the attention pattern to the rest.
 
 It also reports the share of the patch tokens' energy in each of the first eight principal
-components (``adjust_rank``'s decomposition) and past the fifth, which style focus drops.
+components (``adjust_rank``'s decomposition) and past the fifth, which style focus drops,
+and their mean singular values.
 
 It also measures how alike the leading principal directions (the feature-space vectors
 ``adjust_rank`` scales) are from one image to the next: the mean |cosine| between two scenes'
@@ -132,11 +133,15 @@ def probe(tower, n: int, n_train: int, levels: list[float], seed: int) -> dict:
     print(f"shift share of components 0-{len(shares) - 1}: {shares}", file=sys.stderr)
     energy = procedures.component_energy(context[:m])
     per_component = [round(float(v), 4) for v in energy.mean(0)[:8]]
+    x = context[:m, 1:].float()
+    sizes = torch.linalg.svdvals(x - x.mean(dim=-1, keepdim=True)).mean(0)  # adjust_rank's decomposition
+    singular_values = [round(float(v), 2) for v in sizes[:8]]
+    print(f"mean singular values: {singular_values}", file=sys.stderr)
     beyond_five = round(float(1 - energy[:, :5].sum(1).mean()), 4)
     print(f"energy per component: {per_component}, beyond the fifth: {beyond_five}", file=sys.stderr)
     return {"n": n, "n_train": n_train, "seed": seed, "rows": list(rows.values()),
             "direction_alignment": alignment, "direction_alignment_scenes": m, "shift_share": shares,
-            "energy_per_component": per_component, "beyond_five": beyond_five}
+            "energy_per_component": per_component, "beyond_five": beyond_five, "singular_values": singular_values}
 
 
 def main(argv: list[str] | None = None) -> int:
