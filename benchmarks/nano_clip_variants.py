@@ -56,6 +56,7 @@ import nano_focus_probe  # noqa: E402
 
 from vdnodes.model import procedures  # noqa: E402
 from vdnodes.model import vd as vdm  # noqa: E402
+from vdnodes.model.clip import position_code  # noqa: E402
 from vdnodes.nano import scenes as sc  # noqa: E402
 from vdnodes.nano import train as tr  # noqa: E402
 from vdnodes.nano.config import IMAGE_SIZE, nano_config  # noqa: E402
@@ -66,27 +67,6 @@ VARIANTS = ("shipped", "appearance_position", "local_appearance_position", "loca
 APPEARANCE = ("color", "texture", "background")  # the scene's, named from every patch
 LAYOUT_HEAD_SEED = 123
 POSITION_PATTERNS = 32  # spread_position: DCT patterns of the patch grid in the position code
-
-
-def position_code(side: int, dim: int, patterns: int = POSITION_PATTERNS, seed: int = LAYOUT_HEAD_SEED,
-                  highest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The position code ``grid @ directions.T`` (``[side^2, dim]``, singular values all 1):
-    ``grid`` ``[side^2, patterns]`` the lowest (or, with ``highest``, the highest) 2-D DCT
-    patterns over the patch grid, never the constant one (orthonormal columns, row-major
-    patches), ``directions`` ``[dim, patterns]``
-    orthonormal feature directions, each orthogonal to the all-ones vector (``adjust_rank``
-    removes each token's mean over features first)."""
-    n = torch.arange(side, dtype=torch.float64)
-    basis = torch.cos(torch.pi * (n[None] + 0.5) * n[:, None] / side)  # [frequency, position]
-    basis = basis / basis.norm(dim=1, keepdim=True)
-    pairs = sorted(((u, v) for u in range(side) for v in range(side) if u or v),
-                   key=lambda f: (-(f[0] + f[1]) if highest else f[0] + f[1], f))
-    grid = torch.stack([torch.outer(basis[u], basis[v]).flatten() for u, v in pairs[:patterns]], dim=1)  # [T, P]
-    g = torch.Generator().manual_seed(seed)
-    directions = torch.randn(dim, patterns, generator=g, dtype=torch.float64)
-    directions -= directions.mean(0, keepdim=True)  # orthogonal to the all-ones feature vector
-    directions = torch.linalg.qr(directions).Q  # [dim, P], orthonormal columns
-    return grid.float(), directions.float()
 
 
 class VariantCLIPStage(tr.CLIPStage):
@@ -104,7 +84,8 @@ class VariantCLIPStage(tr.CLIPStage):
             # covered or not (2), row (side), column (side)
             self.layout_head = nn.Linear(dim, 2 + 2 * self.side)
             self.shape_head = nn.Linear(dim, len(sc.SHAPES) + 1)  # spread_position: the shape, or background
-        self.grid, self.directions = (x.to(self.device) for x in position_code(self.side, dim))
+        code = position_code(self.side, dim, POSITION_PATTERNS, highest=False)
+        self.grid, self.directions = (x.to(self.device) for x in code)
 
     def heads(self) -> dict[str, nn.Module]:
         extra = {"shape_head": self.shape_head} if self.variant == "spread_position" else {}

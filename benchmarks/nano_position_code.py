@@ -5,7 +5,7 @@ second; style focus keeps the first five. On the shipped tower the object's silh
 the second component, so semantic focus takes the shape away and style focus keeps it
 (docs/nano.md section 6). This adds to every patch token a constant code ``scale * code``:
 the ``--patterns`` highest-frequency 2-D DCT patterns of the 8 x 8 patch grid along as many
-orthonormal feature directions (``nano_clip_variants.position_code(highest=True)``), which
+orthonormal feature directions (``vdnodes.model.clip.position_code(highest=True)``), which
 gives every context that many principal components of equal weight that say nothing about
 the scene. High frequencies overlap little with a silhouette, which is a low-frequency blob,
 so the silhouette is not absorbed into the leading components (a low-frequency code, the
@@ -16,6 +16,9 @@ focus drops it and semantic focus leaves it.
 The code is a patch on ``CLIPImageContext.encode`` for the duration of one command, so every
 path that encodes an image (train-nano's scene pool, eval-nano, the focus probes and sweep)
 sees it; a model trained under it must be evaluated under it. The shipped model is unchanged.
+A vision config can carry the same code itself (``position_code_patterns`` and
+``position_code_scale``, read by ``CLIPImageContext``): its tokens equal this patch's bit for
+bit (checked in stop 35), so a model trained here can be shipped with the code in its config.
 
     python benchmarks/nano_position_code.py --patterns 8 --scale 40 probe --n 1000 --train 800
     python benchmarks/nano_position_code.py --patterns 8 --scale 40 vdnodes train-nano \\
@@ -38,18 +41,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nano_clip_variants import position_code  # noqa: E402
-
-from vdnodes.model.clip import CLIPImageContext  # noqa: E402
+from vdnodes.model.clip import CLIPImageContext, position_code  # noqa: E402
 
 
 @contextlib.contextmanager
 def position_coded(patterns: int, scale: float, highest: bool = True) -> Iterator[None]:
-    """Within the block, ``CLIPImageContext.encode`` adds ``scale * code`` to the patch tokens."""
+    """Within the block, ``CLIPImageContext.encode`` adds ``scale * code`` to the patch tokens
+    (instead of the config's own code, if it has one)."""
     original = CLIPImageContext.encode
 
     def encode(self, images, masks=None, **kwargs):
-        out = original(self, images, masks, **kwargs)
+        kwargs.pop("position_code", None)  # this code replaces the config's, if any
+        out = original(self, images, masks, position_code=False, **kwargs)
         side = int(round((out.shape[1] - 1) ** 0.5))
         grid, directions = position_code(side, out.shape[2], patterns, highest=highest)
         code = (grid @ directions.T).to(out.device, out.dtype)

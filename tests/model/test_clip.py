@@ -20,6 +20,7 @@ from vdnodes.model.clip import (
     clip_text_keymap,
     clip_vision_config,
     clip_vision_keymap,
+    position_code,
     tiny_clip_text_config,
     tiny_clip_vision_config,
 )
@@ -215,6 +216,67 @@ def test_unconditional_image_contexts(image_ctx):
     assert not torch.allclose(black, grey)
     with pytest.raises(ValueError):
         image_ctx.unconditional("white", like)
+
+
+# ----- vd-nano's position code -----
+
+
+def _coded_ctx(patterns: int = 8, scale: float = 60.0) -> CLIPImageContext:
+    config = tiny_clip_vision_config()
+    config.position_code_patterns, config.position_code_scale = patterns, scale
+    torch.manual_seed(0)  # the same tower weights as the ``image_ctx`` fixture
+    return CLIPImageContext(config).eval()
+
+
+@pytest.mark.parametrize("highest", [True, False])
+def test_position_code_is_orthonormal_and_has_the_requested_frequencies(highest):
+    grid, directions = position_code(8, 32, 8, highest=highest)
+    assert grid.shape == (64, 8) and directions.shape == (32, 8)
+    torch.testing.assert_close(grid.T @ grid, torch.eye(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(directions.T @ directions, torch.eye(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(directions.sum(0), torch.zeros(8), atol=1e-5, rtol=0)  # feature-mean free
+    torch.testing.assert_close(torch.linalg.svdvals(grid @ directions.T)[:8], torch.ones(8), atol=1e-5, rtol=0)
+    # Sign changes between neighbouring patches along a row: a checkerboard-like pattern (the
+    # highest frequencies) flips at almost every step, a smooth one (the lowest) at almost none.
+    flips = (grid.view(8, 8, 8)[:, 1:] * grid.view(8, 8, 8)[:, :-1] < 0).float().mean().item()
+    assert flips > 0.7 if highest else flips < 0.3
+
+
+def test_position_code_rejects_more_patterns_than_the_grid_has():
+    with pytest.raises(ValueError, match="takes 1 to 32 patterns, got 64"):
+        position_code(8, 32, 64, highest=True)
+    with pytest.raises(ValueError, match="position_code_scale must be > 0"):
+        _coded_ctx(scale=0.0)
+
+
+@torch.no_grad()
+def test_configs_without_a_position_code_encode_as_before(image_ctx):
+    img = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    assert image_ctx.code_patterns == 0
+    assert torch.equal(image_ctx.encode(img), image_ctx.encode(img, position_code=False))
+
+
+@torch.no_grad()
+def test_position_code_adds_scale_times_the_code_to_the_patch_tokens_only(image_ctx):
+    ctx = _coded_ctx()
+    img = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    coded, own = ctx.encode(img), ctx.encode(img, position_code=False)
+    assert torch.equal(own, image_ctx.encode(img))  # same tower, no code
+    assert torch.equal(coded[:, 0], own[:, 0])  # the class token is untouched
+    grid, directions = position_code(8, 32, 8, highest=True)
+    torch.testing.assert_close(coded[:, 1:] - own[:, 1:], (60.0 * grid @ directions.T).expand(2, -1, -1))
+    # Unconditional black / grey contexts are encodings, so they carry the code too.
+    torch.testing.assert_close(ctx.unconditional("black", coded), ctx.encode(torch.zeros(2, 3, 32, 32)))
+
+
+def test_position_code_round_trips_through_the_vd_config():
+    from vdnodes.model.configs import VDConfig, tiny_config
+
+    config = tiny_config()
+    config.clip_vision.position_code_patterns, config.clip_vision.position_code_scale = 8, 60.0
+    back = VDConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert (back.clip_vision.position_code_patterns, back.clip_vision.position_code_scale) == (8, 60.0)
+    assert not hasattr(VDConfig.from_dict(tiny_config().to_dict()).clip_vision, "position_code_patterns")
 
 
 def test_load_tokenizer_from_a_folder(tmp_path):

@@ -5,7 +5,9 @@ What it is: thin wrappers around transformers' ``CLIPTextModelWithProjection`` a
 token normalisation (vd-architecture.md §4.1, §4.2), its unconditional contexts (§4.3) and the
 masked image context of the blenders (§4.4). Image preprocessing is done in torch (no
 torchvision, no PIL): resize the short side (bicubic, antialiased), centre-crop, normalise.
-Small configs for tests and the nano model are provided next to the full-size ones.
+Small configs for tests and the nano model are provided next to the full-size ones, and the
+fixed position code that vd-nano's image context adds to its patch tokens (``position_code``;
+off unless the vision config sets ``position_code_patterns``).
 
 What it is not: no checkpoint I/O (only key maps as data), no BERT/CLIP re-implementation.
 Known difference from VD v2: VD quantises the image to 8 bits (tensor -> PIL) before
@@ -15,6 +17,7 @@ Known difference from VD v2: VD quantises the image to 8 bits (tensor -> PIL) be
 from __future__ import annotations
 
 import enum
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +36,7 @@ from vdnodes.model.tokenizers import CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, clip_toke
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VD_SQUASH_SIZE = 512  # VD v2 squashes every image to 512x512 before CLIP (§8 pitfall 12)
+POSITION_CODE_SEED = 123  # the random feature directions of ``position_code``
 
 # ---------------------------------------------------------------------------------------------
 # Configs
@@ -104,6 +108,43 @@ def tiny_clip_vision_config(
         patch_size=patch_size,
         projection_dim=projection_dim,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Position code (vd-nano's image context; not part of VD)
+# ---------------------------------------------------------------------------------------------
+
+
+def position_code(side: int, dim: int, patterns: int, *, highest: bool,
+                  seed: int = POSITION_CODE_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed code over a ``side x side`` patch grid: ``(grid, directions)``, float32.
+
+    ``grid`` ``[side^2, patterns]``: the lowest (or, with ``highest``, the highest) 2-D DCT
+    patterns of the grid, never the constant one (orthonormal columns, patches row-major).
+    ``directions`` ``[dim, patterns]``: orthonormal feature directions, each orthogonal to the
+    all-ones vector (VD's ``adjust_rank`` removes each token's feature mean first). The code
+    ``grid @ directions.T`` has ``patterns`` singular values, all 1.
+    """
+    if not 1 <= patterns <= side * side - 1 or patterns > dim:
+        raise ValueError(f"a position code over {side} x {side} patches in {dim} features takes 1 to "
+                         f"{min(side * side - 1, dim)} patterns, got {patterns}")
+    n = torch.arange(side, dtype=torch.float64)
+    basis = torch.cos(torch.pi * (n[None] + 0.5) * n[:, None] / side)  # [frequency, position]
+    basis = basis / basis.norm(dim=1, keepdim=True)
+    pairs = sorted(((u, v) for u in range(side) for v in range(side) if u or v),
+                   key=lambda f: (-(f[0] + f[1]) if highest else f[0] + f[1], f))
+    grid = torch.stack([torch.outer(basis[u], basis[v]).flatten() for u, v in pairs[:patterns]], dim=1)
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.randn(dim, patterns, generator=g, dtype=torch.float64)
+    directions -= directions.mean(0, keepdim=True)  # orthogonal to the all-ones feature vector
+    directions = torch.linalg.qr(directions).Q  # [dim, patterns], orthonormal columns
+    return grid.float(), directions.float()
+
+
+@functools.lru_cache(maxsize=8)
+def _code(side: int, dim: int, patterns: int) -> torch.Tensor:
+    grid, directions = position_code(side, dim, patterns, highest=True)
+    return grid @ directions.T  # [side^2, dim]; shared: never modified in place
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +264,15 @@ class CLIPImageContext(nn.Module):
         self.model = CLIPVisionModelWithProjection(config)
         self.image_size = config.image_size
         self.patch_size = config.patch_size
+        # vd-nano only (docs/nano.md section 6): a fixed high-frequency position code added to
+        # the patch tokens; absent from VD's and other configs (0 patterns: none).
+        self.code_patterns = int(getattr(config, "position_code_patterns", 0) or 0)
+        self.code_scale = float(getattr(config, "position_code_scale", 0.0) or 0.0)
+        if self.code_patterns:
+            side = self.image_size // self.patch_size
+            position_code(side, config.projection_dim, self.code_patterns, highest=True)  # validates
+            if not self.code_scale > 0:
+                raise ValueError(f"position_code_scale must be > 0 with a position code, got {self.code_scale}")
         self.eval()  # frozen in VD
 
     @property
@@ -259,13 +309,17 @@ class CLIPImageContext(nn.Module):
         return torch.cat([cls, patches], dim=1)  # [B, T]
 
     def encode(
-        self, images: torch.Tensor, masks: torch.Tensor | None = None, *, squash_to: int | None = None
+        self, images: torch.Tensor, masks: torch.Tensor | None = None, *, squash_to: int | None = None,
+        position_code: bool = True,
     ) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` in [0, 1] -> normalised context ``[B, T, D]``.
 
         With ``masks`` (§4.4) the embedding output (class + patch + position embeddings) is scaled
         by the per-token weights before the transformer, and the final tokens are scaled again.
         Pixels are not masked. An all-ones mask gives exactly the plain encoding.
+        A config with a position code (vd-nano) then adds ``scale * code`` to the patch tokens,
+        masked or not (it marks where a patch is, not what it shows); ``position_code=False``
+        leaves it out (the CLIP training stage reads the tower's own tokens).
         """
         device = self.model.visual_projection.weight.device
         dtype = self.model.visual_projection.weight.dtype
@@ -292,6 +346,10 @@ class CLIPImageContext(nn.Module):
         tokens = tokens / tokens[:, :1].norm(dim=-1, keepdim=True)
         if weights is not None:
             tokens = tokens * weights[:, :, None]
+        if position_code and self.code_patterns:
+            side = self.image_size // self.patch_size
+            code = _code(side, tokens.shape[2], self.code_patterns).to(tokens.device, tokens.dtype)
+            tokens = torch.cat([tokens[:, :1], tokens[:, 1:] + self.code_scale * code], dim=1)
         return tokens
 
     def unconditional(self, kind: UncondImage | str, like: torch.Tensor) -> torch.Tensor:
