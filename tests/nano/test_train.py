@@ -389,6 +389,55 @@ def test_reusing_encoders_refuses_a_file_from_other_settings(straight, tmp_path)
     assert not (tmp_path / "a" / "checkpoints").exists() and not (tmp_path / "b" / "checkpoints").exists()
 
 
+def test_the_training_record_names_each_stages_recipe(straight):
+    from vdnodes.nano.train import STAGE_CLASSES
+    from vdnodes.nano.weights import training_record
+
+    _, reference = straight
+    assert training_record(reference)["recipes"] == {name: STAGE_CLASSES[name].RECIPE for name in STAGES}
+
+
+def test_reuse_takes_only_the_named_encoder_stages_and_trains_the_others(straight, tmp_path):
+    # A new CLIP config (here vd-nano's position code) refuses the file's CLIP, and --reuse
+    # takes its image VAE and Optimus while CLIP trains again.
+    folder, reference = straight
+    coded = small_config()
+    coded.clip_vision.position_code_patterns, coded.clip_vision.position_code_scale = 8, 5.0
+    with pytest.raises(ValueError, match=r"its clip_vision config differs \(--reuse names the encoder stages"):
+        train_nano(tmp_path / "a", budget=BUDGET, seed=3, device="cpu", config=coded, progress=False,
+                   threads=1, encoders_from=reference)
+    seen = set()
+    train_nano(tmp_path / "b", budget=BUDGET, seed=3, device="cpu", config=coded, progress=False, threads=1,
+               encoders_from=reference, reuse=["vae", "optimus"], on_step=lambda stage, step, m: seen.add(stage))
+    assert seen == {"clip", "unet"}
+    for stage in ("vae", "optimus"):
+        assert _state(tmp_path / "b", stage)["fingerprint"] == _state(folder, stage)["fingerprint"]
+    # CLIP trains on the tower's own tokens, without the code: the same towers as the straight run's
+    mine, theirs = (load_file(str(f / "checkpoints" / "clip.safetensors")) for f in (tmp_path / "b", folder))
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def test_reuse_refuses_an_encoder_trained_with_another_recipe(straight, tmp_path, monkeypatch):
+    from vdnodes.nano.train import CLIPStage
+
+    _, reference = straight
+    monkeypatch.setattr(CLIPStage, "RECIPE", CLIPStage.RECIPE + 1)
+    with pytest.raises(ValueError, match=f"its clip stage was trained with recipe {CLIPStage.RECIPE - 1}, "
+                                         f"this version's is {CLIPStage.RECIPE}"):
+        _run(tmp_path / "a", encoders_from=reference)
+    with pytest.raises(ValueError, match="--reuse takes encoder stages among vae, clip, optimus, got unet"):
+        _run(tmp_path / "b", encoders_from=reference, reuse=["unet"])
+
+
+def test_cli_refuses_reuse_without_an_encoders_file(tmp_path, capsys):
+    from vdnodes.nano.train import main
+
+    code = main(["--out", str(tmp_path / "run"), "--budget", "smoke", "--reuse", "vae"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--reuse names the encoder stages taken from --encoders-from" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_explains_an_unusable_encoders_file_with_exit_code_2(tmp_path, capsys):
     from vdnodes.nano.train import main
 

@@ -513,7 +513,9 @@ class CLIPStage(Stage):
         out = ct.model.text_model(input_ids=ids)
         pooled = ct.model.text_projection(out.pooler_output)  # [B, D], the EOS token
         t = F.normalize(pooled, dim=-1)
-        image_context = ci.encode(render_batch(scenes, self.device))  # [B, T, D], as the UNet reads it
+        # [B, T, D], as the UNet reads it, less vd-nano's fixed position code (a constant the
+        # part head would only have to learn to ignore)
+        image_context = ci.encode(render_batch(scenes, self.device), position_code=False)
         i = image_context[:, 0]  # the class token over its own norm: the normalised image embedding
         logits = self.LOGIT_SCALE * t @ i.T  # [B texts, B images]
         target = matches(named, scenes).to(self.device)  # diagonal is 1: every text describes its scene
@@ -965,17 +967,24 @@ ENCODER_STAGES = ("vae", "clip", "optimus")
 
 
 def reuse_encoders(checkpoints: _Checkpoints, weights: str | os.PathLike, config: VDConfig, plan: Budget,
-                   seed: int, tokenizers: dict[str, Any], device: torch.device) -> list[str]:
-    """Write finished image VAE, CLIP and Optimus checkpoints taken from a vd-nano file.
+                   seed: int, tokenizers: dict[str, Any], device: torch.device,
+                   stages: Sequence[str] = ENCODER_STAGES) -> list[str]:
+    """Write finished checkpoints of encoder ``stages`` (image VAE, CLIP, Optimus) taken from a vd-nano file.
 
     So a UNet variant trains on exactly the encoders a file ships, without their 70 minutes
-    of CPU training. The file must have been trained with the same seed, budget, tokenizers
-    and encoder configs as this run: its encoders are then what these stages would make, and
-    the checkpoints carry the same fingerprints. Stages that already have a checkpoint are
-    left alone. Returns the stages written.
+    of CPU training. The file must have been trained with the same seed, budget and tokenizers
+    as this run, and each stage taken with the same configs and (where the file records
+    them: files written since stop 35) the same ``RECIPE``: its encoders are then what these
+    stages would make, and the checkpoints carry the same fingerprints. Stages not in
+    ``stages`` train as usual. Stages that already have a checkpoint are left alone. Returns
+    the stages written.
     """
     from vdnodes.nano.weights import file_metadata, training_record
 
+    unknown = [name for name in stages if name not in ENCODER_STAGES]
+    if unknown or not stages:
+        raise ValueError(f"--reuse takes encoder stages among {', '.join(ENCODER_STAGES)}, got "
+                         f"{', '.join(stages) if stages else 'none'}")
     path = Path(weights)
     if not path.is_file():
         raise ValueError(f"--encoders-from: no such file {str(path)!r}")
@@ -988,7 +997,8 @@ def reuse_encoders(checkpoints: _Checkpoints, weights: str | os.PathLike, config
                         f"this run uses seed {seed} and budget {plan.name!r}")
     file_config = VDConfig.from_dict(json.loads(meta["config"])).to_dict() if "config" in meta else {}
     ours = config.to_dict()
-    for name in ENCODER_STAGES:
+    recipes = record.get("recipes", {})
+    for name in stages:
         for part in STAGE_CLASSES[name].config_parts:
             theirs = dict(file_config.get(part) or {})
             mine = dict(ours[part])
@@ -997,12 +1007,16 @@ def reuse_encoders(checkpoints: _Checkpoints, weights: str | os.PathLike, config
                 section.pop("transformers_version", None)
             if theirs != mine:
                 problems.append(f"its {part} config differs")
-    missing = [name for name in ENCODER_STAGES if name not in record.get("results", {})]
+        if name in recipes and recipes[name] != STAGE_CLASSES[name].RECIPE:
+            problems.append(f"its {name} stage was trained with recipe {recipes[name]}, this version's is "
+                            f"{STAGE_CLASSES[name].RECIPE}")
+    missing = [name for name in stages if name not in record.get("results", {})]
     if missing:
         problems.append(f"its training record has no results for {missing}")
     if problems:
-        raise ValueError(f"cannot reuse the encoders of {str(path)!r}: " + "; ".join(problems))
-    todo = [name for name in ENCODER_STAGES if checkpoints.state(name) is None]
+        raise ValueError(f"cannot reuse the encoders of {str(path)!r}: " + "; ".join(problems) +
+                         (" (--reuse names the encoder stages to take from it)" if len(stages) > 1 else ""))
+    todo = [name for name in stages if checkpoints.state(name) is None]
     if not todo:
         return []
     components = {"vae": ["vae_image.encoder", "vae_image.decoder"], "clip": ["clip_text", "clip_image"],
@@ -1138,6 +1152,7 @@ def train_nano(
     on_step: OnStep | None = None,
     threads: int | None = None,
     encoders_from: str | os.PathLike | None = None,
+    reuse: Sequence[str] = ENCODER_STAGES,
 ) -> Path:
     """Train vd-nano from scratch into ``out_dir``; returns the path of ``vd-nano.safetensors``.
 
@@ -1149,8 +1164,8 @@ def train_nano(
     ``on_step(stage, step, metrics)`` is called after every step; raising
     ``KeyboardInterrupt`` there stops training with a checkpoint, like Ctrl-C. ``threads``:
     CPU threads for torch (default: all cores). ``encoders_from``: a vd-nano file whose
-    image VAE, CLIP and Optimus are taken as finished stages (``reuse_encoders``), so only the
-    UNet trains.
+    image VAE, CLIP and Optimus (or the encoder stages named in ``reuse``) are taken as finished
+    stages (``reuse_encoders``), so only the UNet (and any encoder stage not taken) trains.
     The file holds fp16 weights, the config and what rebuilds the tokenizers.
     """
     if isinstance(budget, str) and budget not in BUDGETS:
@@ -1166,7 +1181,7 @@ def train_nano(
     checkpoints = _Checkpoints(folder, stage_fingerprints(config, plan, seed, info))
 
     if encoders_from is not None:
-        reuse_encoders(checkpoints, encoders_from, config, plan, seed, info, dev)
+        reuse_encoders(checkpoints, encoders_from, config, plan, seed, info, dev, reuse)
     clip_tok, optimus_tok = build_tokenizers(info)
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _threads(threads or os.cpu_count() or 1):
@@ -1182,7 +1197,8 @@ def train_nano(
             results["evaluate"] = evaluate(model, n=max(plan.eval_samples, 4), steps=plan.eval_steps)
         return save_nano(model, out / WEIGHTS_NAME, info,
                          {"budget": plan.name, "seed": seed, "results": results,
-                          "steps": {n: plan.stage(n).steps for n in STAGES}})
+                          "steps": {n: plan.stage(n).steps for n in STAGES},
+                          "recipes": {n: STAGE_CLASSES[n].RECIPE for n in STAGES}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1208,10 +1224,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="take the image VAE, CLIP and Optimus from this vd-nano file (e.g. the "
                              "shipped one) and train only the UNet; the file must come from the same "
                              "seed, budget and encoder configs")
+    parser.add_argument("--reuse", metavar="STAGES", default=",".join(ENCODER_STAGES),
+                        help="with --encoders-from: the encoder stages to take from the file, comma-separated "
+                             "(default: vae,clip,optimus); the others train")
     parser.add_argument("--compare-to", metavar="FILE", default=None,
                         help="after training, compare the result tensor by tensor with this vd-nano file "
                              "(default with --budget full: the shipped weights)")
     args = parser.parse_args(argv)
+    if args.reuse != parser.get_default("reuse") and not args.encoders_from:
+        print("error: --reuse names the encoder stages taken from --encoders-from FILE; pass that too",
+              file=sys.stderr)
+        return 2
     reference = Path(args.compare_to) if args.compare_to else (NANO_WEIGHTS if args.budget == "full" else None)
     if args.compare_to and not reference.is_file():  # say so now, not after hours of training
         print(f"error: --compare-to: no such file {str(reference)!r}", file=sys.stderr)
@@ -1220,7 +1243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         path = train_nano(args.out, budget=args.budget, resume=not args.no_resume, seed=args.seed,
-                          device=args.device, threads=args.threads, encoders_from=args.encoders_from)
+                          device=args.device, threads=args.threads, encoders_from=args.encoders_from,
+                          reuse=[name.strip() for name in args.reuse.split(",") if name.strip()])
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume from {Path(args.out) / 'checkpoints'}",
               file=sys.stderr)
