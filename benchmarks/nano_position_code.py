@@ -65,6 +65,25 @@ def position_coded(patterns: int, scale: float, highest: bool = True) -> Iterato
         CLIPImageContext.encode = original
 
 
+def train_with_unet_stage(stage: type, out: str, encoders_from: str, threads: int | None,
+                          patterns: int = 0, scale: float = 0.0) -> int:
+    """``train-nano --encoders-from`` with ``stage`` as its UNet stage, under the code when ``patterns``.
+
+    Returns the exit code (130 on Ctrl-C, after saying how to resume).
+    """
+    from vdnodes.nano import train as tr
+
+    tr.STAGE_CLASSES["unet"] = stage
+    try:
+        with position_coded(patterns, scale) if patterns else contextlib.nullcontext():
+            path = tr.train_nano(out, encoders_from=encoders_from, threads=threads)
+    except KeyboardInterrupt:
+        print(f"stopped; run again to resume from {Path(out) / 'checkpoints'}", file=sys.stderr)
+        return 130
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patterns", type=int, required=True, help="DCT patterns in the code (1-63)")

@@ -38,7 +38,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nano_position_code import position_coded  # noqa: E402
+from nano_position_code import train_with_unet_stage  # noqa: E402
 
 from vdnodes.model import procedures  # noqa: E402
 from vdnodes.model.conditioning import ContextInput  # noqa: E402
@@ -154,18 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.p <= 1 or not 0 <= args.max_level < 0.5 or args.patterns < 0 or (args.patterns and args.scale <= 0):
         parser.error("--p takes (0, 1], --max-level [0, 0.5), --patterns >= 0, and a code needs --scale > 0")
-    tr.STAGE_CLASSES["unet"] = semantic_twins_stage(args.p, args.max_level, args.extra)
-    try:
-        if args.patterns:
-            with position_coded(args.patterns, args.scale):
-                path = tr.train_nano(args.out, encoders_from=args.encoders_from, threads=args.threads)
-        else:
-            path = tr.train_nano(args.out, encoders_from=args.encoders_from, threads=args.threads)
-    except KeyboardInterrupt:
-        print(f"stopped; run again to resume from {Path(args.out) / 'checkpoints'}", file=sys.stderr)
-        return 130
-    print(f"wrote {path}")
-    return 0
+    return train_with_unet_stage(semantic_twins_stage(args.p, args.max_level, args.extra), args.out, args.encoders_from, args.threads,
+                                 args.patterns, args.scale)
 
 
 if __name__ == "__main__":
