@@ -27,6 +27,7 @@ from vdnodes.model.vae import VAEConfig
 from vdnodes.nano import scenes as sc
 from vdnodes.nano.config import CLIP_LENGTH, CLIP_VOCAB, OPTIMUS_VOCAB, nano_config
 from vdnodes.nano.tokenizers import build_tokenizers, clip_word_tokenizer, nano_words, tokenizer_info
+from vdnodes.nano import train as tr
 from vdnodes.nano.train import (
     STAGES,
     Budget,
@@ -42,6 +43,7 @@ from vdnodes.nano.train import (
     matches,
     object_weighted,
     patch_coverage,
+    restyle,
     stage_fingerprints,
     train_nano,
     twin,
@@ -339,6 +341,56 @@ def test_object_weighted_loss_favours_errors_on_the_shape_but_keeps_the_scale():
     ratio = object_weighted(on, mask, 1.0) / object_weighted(off, mask, 1.0)
     assert ratio.item() == pytest.approx(1 + 64 / 9)  # (1/64 + 1/9) / (1/64)
     assert object_weighted(on, mask, 0.0).item() == pytest.approx(on.mean().item())
+
+
+def test_restyled_twins_keep_the_geometry_and_redraw_the_style():
+    rng = np.random.default_rng(0)
+    scenes = [sc.sample_scene(rng) for _ in range(300)]
+    twins = [restyle(s, rng) for s in scenes]
+    for s, t in zip(scenes, twins):
+        assert (t.shape, t.size, t.x, t.y) == (s.shape, s.size, s.x, s.y) and t.color != t.background
+    # each style attribute is drawn afresh: it differs about as often as two random draws do
+    for attribute, values in (("color", sc.COLORS), ("texture", sc.TEXTURES), ("background", sc.COLORS)):
+        changed = np.mean([getattr(s, attribute) != getattr(t, attribute) for s, t in zip(scenes, twins)])
+        assert changed == pytest.approx(1 - 1 / len(values), abs=0.1), attribute
+
+
+def test_image_variation_steps_pair_semantic_focus_with_restyled_twins(straight, monkeypatch):
+    _, path = straight
+    stage = tr.UNetStage(load_nano(path=path), BUDGET, 3, torch.device("cpu"), progress=False)
+    stage.prepare()
+    pool = stage.pool
+    assert pool.restyled_moments.shape == pool.moments.shape
+    assert not torch.equal(pool.restyled_moments, pool.moments)
+    stage.P_SEMANTIC_TWIN = 1.0  # every image-variation sample
+    levels, seen = [], {}
+
+    def focus(tokens, level, keep_first_token=True):
+        levels.append(level)
+        return torch.full_like(tokens, 7.0)  # a marker: this sample's context was focused
+
+    def unet(xt, t, xtype, contexts):
+        seen["contexts"] = contexts
+        return torch.zeros_like(xt)
+
+    monkeypatch.setattr(tr.procedures, "adjust_rank", focus)
+    monkeypatch.setattr(stage.model.unet, "forward", unet)
+    monkeypatch.setattr(stage, "latents", lambda moments: seen.setdefault("moments", moments))
+    i2i = tr.UNetStage.CYCLE.index("i2i")
+    stage.step_loss(i2i)
+    index = np.random.default_rng([tr.step_seed(3, "unet", i2i), 0, 1]).integers(len(pool.scenes),
+                                                                                   size=BUDGET.unet.batch)
+    assert torch.equal(seen["moments"], pool.restyled_moments[torch.from_numpy(index)])
+    assert len(levels) == BUDGET.unet.batch and all(0 <= v <= stage.SEMANTIC_FOCUS_MAX for v in levels)
+    tokens = seen["contexts"][0].tokens
+    kept = tokens.flatten(1).abs().sum(1) > 0  # the rest took the unconditional (zeros) context
+    assert kept.any() and (tokens[kept] == 7.0).all()
+    levels.clear(), seen.clear()
+    t2i = tr.UNetStage.CYCLE.index("t2i")
+    stage.step_loss(t2i)  # other flows train on the scenes themselves
+    index = np.random.default_rng([tr.step_seed(3, "unet", t2i), 0, 1]).integers(len(pool.scenes),
+                                                                                  size=BUDGET.unet.batch)
+    assert torch.equal(seen["moments"], pool.moments[torch.from_numpy(index)]) and not levels
 
 
 def test_resume_refuses_other_settings(straight):

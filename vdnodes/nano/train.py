@@ -210,6 +210,18 @@ def recolor(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
     return dataclasses.replace(scene, color=choices[int(rng.integers(len(choices)))])
 
 
+def restyle(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
+    """``scene``'s shape, size and place in a random colour, texture and background.
+
+    What VD's semantic focus should draw from a scene's context: the UNet stage's restyled twin.
+    """
+    background = list(sc.COLORS)[int(rng.integers(len(sc.COLORS)))]
+    colors = [c for c in sc.COLORS if c != background]
+    return dataclasses.replace(scene, background=background, color=colors[int(rng.integers(len(colors)))],
+                               texture=sc.TEXTURES[int(rng.integers(len(sc.TEXTURES)))],
+                               seed=int(rng.integers(2**31)))
+
+
 EDITED = ("color", "shape")  # what an I2T2I edit changes in the Optimus stage's edit loss
 
 
@@ -432,8 +444,9 @@ class CLIPStage(Stage):
     name, title, prefixes = "clip", "CLIP text + image", ("clip_text.", "clip_image.")
     config_parts, settings = ("clip_text", "clip_vision"), ()
     # 2: hard-negative twins; 3: + per-token word loss on the text context tokens;
-    # 4: + per-token attribute loss on the image context tokens; 5: rounded to fp16 at the end
-    RECIPE = 5
+    # 4: + per-token attribute loss on the image context tokens; 5: rounded to fp16 at the end;
+    # 6: every patch token also names the scene's appearance (colour, texture, background)
+    RECIPE = 6
     LOGIT_SCALE = 1.0 / 0.07
     P_FRAGMENT = 0.3
     WORD_WEIGHT = 0.5  # weight of the per-token word loss against the contrastive loss
@@ -442,6 +455,7 @@ class CLIPStage(Stage):
     PART_VALUES = {"shape": sc.SHAPES, "color": tuple(sc.COLORS), "texture": sc.TEXTURES,
                    "background": tuple(sc.COLORS), "size": tuple(sc.SIZES)}
     OBJECT_PARTS = ("shape", "color", "texture")  # named by a patch the object covers (>= half)
+    APPEARANCE = ("color", "texture", "background")  # the scene's, named by every patch (recipe 6)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -490,7 +504,13 @@ class CLIPStage(Stage):
         off = ~covered
         on_background = F.cross_entropy(logits["background"][:, 1:][off],
                                         target["background"][:, None].expand_as(off)[off])
-        return scene_loss + on_object + on_background
+        # Every patch also names the scene's appearance, so all of an image's tokens share it: it
+        # becomes their first principal component and a shift of all of them, which is what VD's
+        # semantic focus removes on photographs (docs/nano.md section 6, stop 33).
+        b, t = covered.shape
+        appearance = sum(F.cross_entropy(logits[a][:, 1:].flatten(0, 1), target[a][:, None].expand(b, t).flatten())
+                         for a in self.APPEARANCE)
+        return scene_loss + on_object + on_background + appearance
 
     def embeddings(self, texts: list[str], images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised pooled projections: texts ``[T, D]``, images ``[B, D]``."""
@@ -656,7 +676,8 @@ class ScenePool:
     time, as VD samples it); ``recolored_moments``: the same for ``recolored`` (the dual-guided
     targets); ``tokens``: CLIP image context ``[N, 65, D]`` (fp16 to halve the memory);
     ``masks``: where the shape is on the latent grid ``[N, 1, h, w]`` (``latent_masks``; a
-    recoloured twin has its scene's geometry, so its mask too).
+    recoloured or restyled twin has its scene's geometry, so its mask too); ``restyled_moments``:
+    the posterior of each scene's ``restyle`` (the semantic-focus targets).
     """
 
     scenes: list[sc.Scene]
@@ -665,12 +686,15 @@ class ScenePool:
     recolored_moments: torch.Tensor
     tokens: torch.Tensor
     masks: torch.Tensor
+    restyled_moments: torch.Tensor
 
 
 class UNetStage(Stage):
     name, title, prefixes = "unet", "UNet, all flows", ("unet.",)
     config_parts, settings = ("unet",), ("pool",)
-    RECIPE = 4  # 2: dual-guided texts describe the target; min-SNR weighting. 4: object-weighted loss
+    # 2: dual-guided texts describe the target; min-SNR weighting. 4: object-weighted loss.
+    # 5: semantic focus -> restyled twin on some image-variation samples
+    RECIPE = 5
     after = ("vae", "clip", "optimus")
     # One flow per step, in this cycle: image outputs are harder, so they come more often.
     CYCLE = ("t2i", "i2t", "i2i", "t2i", "dual", "t2t", "t2i", "i2t", "i2i", "dual")
@@ -686,6 +710,14 @@ class UNetStage(Stage):
     # cells, ``latent_masks``) / (1 + OBJECT_WEIGHT). A small shape covers a few of the 64 latent
     # cells, so with a plain mean the cells that decide its shape carry a small share of the gradient.
     OBJECT_WEIGHT = 1.0
+    # Image variation, per sample: the context under VD's semantic focus (a level drawn from
+    # [0, SEMANTIC_FOCUS_MAX], where the first principal component is zeroed), the target the
+    # scene's restyled twin: its shape, size and place in a random colour, texture and background.
+    # VD's UNet draws a style-less context in some style because it has seen millions of images;
+    # vd-nano's, trained on contexts that always name one, drew a muddle (docs/nano.md section 6).
+    # Taught as the dual-guided flow is: a context and the scene it should give.
+    P_SEMANTIC_TWIN = 0.3
+    SEMANTIC_FOCUS_MAX = 0.3
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -719,7 +751,12 @@ class UNetStage(Stage):
             tokens.append(clip.encode(images).half())  # [b, 65, D]
         moments = torch.cat(moments)
         masks = latent_masks(scenes, moments.shape[-1], self.device)
-        return ScenePool(scenes, recolored, moments, torch.cat(recolored_moments), torch.cat(tokens), masks)
+        rng = np.random.default_rng([self.seed, STAGES.index(self.name), 4343])
+        restyled = [restyle(s, rng) for s in scenes]
+        restyled_moments = torch.cat([vae.posterior(render_batch(restyled[i:i + chunk], self.device)).moments
+                                      for i in range(0, n, chunk)])
+        return ScenePool(scenes, recolored, moments, torch.cat(recolored_moments), torch.cat(tokens), masks,
+                         restyled_moments)
 
     def latents(self, moments: torch.Tensor) -> torch.Tensor:
         """A posterior sample, scaled: what ``ImageVAE.encode`` returns."""
@@ -757,9 +794,17 @@ class UNetStage(Stage):
         def texts_of(p_fragment: float) -> list[str]:
             return [describe(s, rng, p_fragment)[0] for s in scenes]
 
+        # Semantic-focus twins (image variation only), from their own random stream: the rest of
+        # the step draws what it would without them.
+        twin_rng = np.random.default_rng([step_seed(self.seed, self.name, step), 78])
+        twins = np.flatnonzero(twin_rng.random(B) < self.P_SEMANTIC_TWIN) if flow == "i2i" else np.empty(0, int)
+
         def image_ctx() -> ContextInput:
             tokens = pool.tokens[index].float()  # [B, 65, D]
             tokens = tokens[:, 1:] if patch_only else tokens
+            for i in twins.tolist():
+                level = float(twin_rng.uniform(0.0, self.SEMANTIC_FOCUS_MAX))
+                tokens[i:i + 1] = procedures.adjust_rank(tokens[i:i + 1], level, keep_first_token=not patch_only)
             return ContextInput(self.drop(tokens, torch.zeros_like(tokens[:1]), keep), "image")
 
         def text_ctx(texts: list[str]) -> ContextInput:
@@ -767,7 +812,11 @@ class UNetStage(Stage):
 
         mask = pool.masks[index]  # [B, 1, h, w], read by image outputs
         if flow in ("t2i", "i2i"):
-            x0, xtype = self.latents(pool.moments[index]), "image"
+            moments = pool.moments[index]
+            if len(twins):
+                moments = moments.clone()
+                moments[twins] = pool.restyled_moments[index[torch.from_numpy(twins).to(self.device)]]
+            x0, xtype = self.latents(moments), "image"
             contexts = [text_ctx(texts_of(self.P_FRAGMENT)) if flow == "t2i" else image_ctx()]
         elif flow == "dual":
             x0, xtype = self.latents(pool.recolored_moments[index]), "image"
