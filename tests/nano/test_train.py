@@ -375,22 +375,25 @@ def test_image_variation_steps_pair_semantic_focus_with_restyled_twins(straight,
 
     monkeypatch.setattr(tr.procedures, "adjust_rank", focus)
     monkeypatch.setattr(stage.model.unet, "forward", unet)
-    monkeypatch.setattr(stage, "latents", lambda moments: seen.setdefault("moments", moments))
+    monkeypatch.setattr(stage, "latents", lambda moments: seen.setdefault("moments", []).append(moments) or moments)
     i2i = tr.UNetStage.CYCLE.index("i2i")
     stage.step_loss(i2i)
     index = np.random.default_rng([tr.step_seed(3, "unet", i2i), 0, 1]).integers(len(pool.scenes),
                                                                                    size=BUDGET.unet.batch)
-    assert torch.equal(seen["moments"], pool.restyled_moments[torch.from_numpy(index)])
+    plain, twins = seen["moments"]  # the batch as without twins, then every scene's twin after it
+    assert torch.equal(plain, pool.moments[torch.from_numpy(index)])
+    assert torch.equal(twins, pool.restyled_moments[torch.from_numpy(index)])
     assert len(levels) == BUDGET.unet.batch and all(0 <= v <= stage.SEMANTIC_FOCUS_MAX for v in levels)
     tokens = seen["contexts"][0].tokens
-    kept = tokens.flatten(1).abs().sum(1) > 0  # the rest took the unconditional (zeros) context
-    assert kept.any() and (tokens[kept] == 7.0).all()
+    B = BUDGET.unet.batch
+    assert len(tokens) == 2 * B and (tokens[B:] == 7.0).all() and not (tokens[:B] == 7.0).any()
     levels.clear(), seen.clear()
     t2i = tr.UNetStage.CYCLE.index("t2i")
     stage.step_loss(t2i)  # other flows train on the scenes themselves
     index = np.random.default_rng([tr.step_seed(3, "unet", t2i), 0, 1]).integers(len(pool.scenes),
                                                                                   size=BUDGET.unet.batch)
-    assert torch.equal(seen["moments"], pool.moments[torch.from_numpy(index)]) and not levels
+    assert len(seen["moments"]) == 1 and torch.equal(seen["moments"][0], pool.moments[torch.from_numpy(index)])
+    assert not levels
 
 
 def test_resume_refuses_other_settings(straight):

@@ -715,7 +715,9 @@ class UNetStage(Stage):
     # scene's restyled twin: its shape, size and place in a random colour, texture and background.
     # VD's UNet draws a style-less context in some style because it has seen millions of images;
     # vd-nano's, trained on contexts that always name one, drew a muddle (docs/nano.md section 6).
-    # Taught as the dual-guided flow is: a context and the scene it should give.
+    # Taught as the dual-guided flow is: a context and the scene it should give. The twins are
+    # added to the batch (about 19 rows), so plain image variation keeps all its samples (given
+    # their place, it fell from 83.0% to 74.0%; docs/nano.md section 6).
     P_SEMANTIC_TWIN = 0.3
     SEMANTIC_FOCUS_MAX = 0.3
 
@@ -802,9 +804,6 @@ class UNetStage(Stage):
         def image_ctx() -> ContextInput:
             tokens = pool.tokens[index].float()  # [B, 65, D]
             tokens = tokens[:, 1:] if patch_only else tokens
-            for i in twins.tolist():
-                level = float(twin_rng.uniform(0.0, self.SEMANTIC_FOCUS_MAX))
-                tokens[i:i + 1] = procedures.adjust_rank(tokens[i:i + 1], level, keep_first_token=not patch_only)
             return ContextInput(self.drop(tokens, torch.zeros_like(tokens[:1]), keep), "image")
 
         def text_ctx(texts: list[str]) -> ContextInput:
@@ -812,11 +811,7 @@ class UNetStage(Stage):
 
         mask = pool.masks[index]  # [B, 1, h, w], read by image outputs
         if flow in ("t2i", "i2i"):
-            moments = pool.moments[index]
-            if len(twins):
-                moments = moments.clone()
-                moments[twins] = pool.restyled_moments[index[torch.from_numpy(twins).to(self.device)]]
-            x0, xtype = self.latents(moments), "image"
+            x0, xtype = self.latents(pool.moments[index]), "image"
             contexts = [text_ctx(texts_of(self.P_FRAGMENT)) if flow == "t2i" else image_ctx()]
         elif flow == "dual":
             x0, xtype = self.latents(pool.recolored_moments[index]), "image"
@@ -831,7 +826,18 @@ class UNetStage(Stage):
             x0, xtype = self.text_latents(texts_of(0.0)), "text"
             contexts = [image_ctx() if flow == "i2t" else text_ctx(texts_of(self.P_FRAGMENT))]
 
-        t = torch.randint(0, len(self.alphas_cumprod), (B,), device=self.device)  # [B]
+        if len(twins):  # image variation: the chosen scenes' twins follow the batch as more samples
+            chosen = index[torch.from_numpy(twins).to(self.device)]
+            focused = pool.tokens[chosen].float()
+            focused = focused[:, 1:] if patch_only else focused
+            for i in range(len(focused)):
+                level = float(twin_rng.uniform(0.0, self.SEMANTIC_FOCUS_MAX))
+                focused[i:i + 1] = procedures.adjust_rank(focused[i:i + 1], level, keep_first_token=not patch_only)
+            x0 = torch.cat([x0, self.latents(pool.restyled_moments[chosen])])
+            contexts = [ContextInput(torch.cat([contexts[0].tokens, focused]), "image")]
+            mask = torch.cat([mask, pool.masks[chosen]])
+
+        t = torch.randint(0, len(self.alphas_cumprod), (len(x0),), device=self.device)  # [B (+ twins)]
         a = self.alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
         noise = torch.randn_like(x0)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -840,7 +846,7 @@ class UNetStage(Stage):
         per_sample = error.flatten(1).mean(1)  # [B]
         weighted = object_weighted(error, mask, self.OBJECT_WEIGHT) if xtype == "image" else per_sample
         loss = (weighted * self.snr_weight[t]).mean()
-        return loss, {f"loss_{flow}": per_sample.mean().item()}
+        return loss, {f"loss_{flow}": per_sample[:B].mean().item()}
 
     # -- EMA ------------------------------------------------------------------------------------
     @torch.no_grad()
