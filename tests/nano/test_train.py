@@ -365,7 +365,8 @@ def test_image_variation_steps_pair_semantic_focus_with_restyled_twins(straight,
     stage.P_SEMANTIC_TWIN = 1.0  # every image-variation sample
     levels, seen = [], {}
 
-    def focus(tokens, level, keep_first_token=True):
+    def focus(tokens, level, keep_first_token=True, exact=False):
+        assert exact, "training takes the full SVD"
         levels.append(level)
         return torch.full_like(tokens, 7.0)  # a marker: this sample's context was focused
 

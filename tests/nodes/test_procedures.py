@@ -49,6 +49,16 @@ def test_adjust_rank_keeps_cls_and_spread_and_is_repeatable():
         adjust_rank(x, 1.5)
 
 
+def test_exact_adjust_rank_matches_vds_randomised_pca():
+    # what vd-nano's training uses (a full SVD) is the decomposition VD's pca_lowrank approximates
+    torch.manual_seed(0)
+    x = torch.randn(3, 65, 64) + 2.0 * torch.randn(3, 1, 64)  # a shared component, as image contexts have
+    for focus in (0.0, 0.15, 0.3, 0.7, 1.0):
+        exact, randomised = adjust_rank(x, focus, exact=True), adjust_rank(x, focus)
+        assert torch.allclose(exact, randomised, atol=1e-4), focus
+        assert not torch.allclose(exact, x, atol=1e-2)
+
+
 def test_style_focus_is_low_rank():
     torch.manual_seed(0)
     x = torch.randn(1, 65, 32)
