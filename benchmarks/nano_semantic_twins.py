@@ -28,7 +28,6 @@ plain stage's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -42,17 +41,7 @@ from nano_position_code import train_with_unet_stage  # noqa: E402
 
 from vdnodes.model import procedures  # noqa: E402
 from vdnodes.model.conditioning import ContextInput  # noqa: E402
-from vdnodes.nano import scenes as sc  # noqa: E402
 from vdnodes.nano import train as tr  # noqa: E402
-
-
-def restyle(scene: sc.Scene, rng: np.random.Generator) -> sc.Scene:
-    """``scene``'s shape, size and place in a random colour, texture and background."""
-    background = list(sc.COLORS)[int(rng.integers(len(sc.COLORS)))]
-    colors = [c for c in sc.COLORS if c != background]
-    return dataclasses.replace(scene, background=background, color=colors[int(rng.integers(len(colors)))],
-                               texture=sc.TEXTURES[int(rng.integers(len(sc.TEXTURES)))],
-                               seed=int(rng.integers(2**31)))
 
 
 def semantic_twins_stage(p: float, max_level: float, extra: bool = False) -> type[tr.UNetStage]:
@@ -70,7 +59,7 @@ def semantic_twins_stage(p: float, max_level: float, extra: bool = False) -> typ
         def encode_pool(self, n: int, chunk: int = 256) -> tr.ScenePool:
             pool = super().encode_pool(n, chunk)
             rng = np.random.default_rng([self.seed, tr.STAGES.index(self.name), 4343])
-            twins = [restyle(s, rng) for s in pool.scenes]
+            twins = [tr.restyle(s, rng) for s in pool.scenes]
             vae = self.model.vae_image
             self.twin_moments = torch.cat([vae.posterior(tr.render_batch(twins[i:i + chunk], self.device)).moments
                                            for i in range(0, n, chunk)])
