@@ -111,13 +111,14 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     # About 2 hours on 2 idle CPU cores (docs/nano.md section 4 has the measured throughput):
-    # VAE 15.5, CLIP 21, Optimus with the edit loss ~11, UNet 70, pool + calibration + evaluation 2.
+    # VAE 15, CLIP 18, Optimus with the edit loss 9, UNet 72-76, pool + calibration + evaluation 2.
+    # The UNet's 11,500 steps (10,000 until stop 38) buy back what the twins cost the other flows.
     "full": Budget(
         "full",
         vae=StageBudget(steps=6000, batch=32, lr=1e-3, warmup=100),
         clip=StageBudget(steps=3000, batch=128, lr=1e-3, warmup=100),
         optimus=StageBudget(steps=5000, batch=128, lr=1e-3, warmup=100),
-        unet=StageBudget(steps=10_000, batch=64, lr=6e-4, warmup=300),
+        unet=StageBudget(steps=11_500, batch=64, lr=6e-4, warmup=300),
     ),
     # Seconds: checks the pipeline end to end; the model it makes is not useful.
     "smoke": Budget(
