@@ -133,6 +133,27 @@ def test_the_example_graph_runs_from_the_command_line(tmp_path):
     assert got["color"] == "red" and got["background"] == "blue", got
 
 
+def test_the_evaluation_mixes_palette_and_text_as_the_example_graph_does():
+    # docs/plugins.md reports the evaluation's text + palette rate as the example graph's.
+    import json
+
+    from vdnodes_palette.evaluate import GRAPH_SHARE
+
+    graph = json.loads((ROOT / "graphs" / "palette.json").read_text())
+    sample = graph["nodes"]["sample"]
+    assert sample["inputs"]["context2"][0] == "palette_context"
+    assert sample["params"]["mix"] == GRAPH_SHARE
+
+
+def test_evaluate_rejects_a_share_outside_0_1(capsys):
+    from vdnodes_palette.evaluate import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--share", "1.5"])
+    assert exc.value.code == 2
+    assert "--share must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_training_refuses_a_checkpoint_made_against_other_vd_nano_weights(tmp_path):
     # A finished run resumed after vd-nano was retrained would install stale layers under the
     # new file's sha256, and palette.encode's warning would never fire.
