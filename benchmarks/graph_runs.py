@@ -64,13 +64,10 @@ def reference_imports() -> float:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's name with its family and model (``vdnodes.nano.host.cpu_model``)."""
+    from vdnodes.nano.host import cpu_model
+
+    return cpu_model()
 
 
 def cache_reuse() -> dict[str, object]:

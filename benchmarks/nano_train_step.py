@@ -186,7 +186,8 @@ def main() -> None:
                       optimus_tokenizers=tuple(optimus_tok)).eval()
     plan = dataclasses.replace(tr.BUDGETS["full"], pool=args.pool)
     results: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                               "cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": args.threads,
+                               "cpu": cpu_name(), "kernels": torch.backends.cpu.get_cpu_capability(),
+                               "cpu_count": os.cpu_count(), "threads": args.threads,
                                "device": str(device), "unet_heads": config.unet.heads, "autocast": args.autocast,
                                "stages": {}}
     if device.type == "cuda":

@@ -9,6 +9,7 @@ the weights of an uninterrupted one, and the file loads and runs every flow.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -453,6 +454,49 @@ def test_the_training_record_names_each_stages_recipe(straight):
     assert training_record(reference)["recipes"] == {name: STAGE_CLASSES[name].RECIPE for name in STAGES}
 
 
+def test_the_training_record_names_the_host_of_each_stage(straight):
+    from vdnodes.nano.weights import training_record
+
+    _, reference = straight
+    hosts = training_record(reference)["hosts"]
+    assert set(hosts) == set(STAGES)
+    for name in STAGES:
+        (record,) = hosts[name]  # one host ran every step
+        assert record["from_step"] == 0 and record["torch"] == torch.__version__ and record["device"] == "cpu"
+        assert record["threads"] == 1 and record["kernels"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_a_run_resumed_on_other_kernels_records_both_hosts_and_says_why_it_differs(straight, tmp_path,
+                                                                                  monkeypatch, capsys):
+    from vdnodes.nano import host as hs
+    from vdnodes.nano.weights import training_record
+
+    _, reference = straight
+
+    def interrupt(stage, step, metrics):
+        if (stage, step) == ("optimus", 17):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, on_step=interrupt)
+    real = hs.host_record
+    monkeypatch.setattr(hs, "host_record", lambda device: {**real(device), "kernels": "OTHER"})
+    train_nano(tmp_path, budget=BUDGET, seed=3, device="cpu", config=small_config(), progress=True, threads=1)
+    err = capsys.readouterr().err
+    assert "steps 0-16 of the Optimus text VAE stage ran with other kernels" in err
+    assert f"kernels {torch.backends.cpu.get_cpu_capability()} vs OTHER" in err
+
+    ours, theirs = training_record(tmp_path / "vd-nano.safetensors"), training_record(reference)
+    assert [h["from_step"] for h in ours["hosts"]["optimus"]] == [0, 17]
+    assert [h["kernels"] for h in ours["hosts"]["optimus"]][1] == "OTHER"
+    assert [h["kernels"] for h in ours["hosts"]["unet"]] == ["OTHER"]
+    report = tr.host_report(ours, theirs).splitlines()
+    assert report[1].startswith("  vae: same kernels (torch ")
+    assert report[3] == f"  optimus: other kernels: kernels OTHER vs {torch.backends.cpu.get_cpu_capability()}"
+    del theirs["hosts"]  # files written before stop 39
+    assert "  unet: the reference does not record its host" in tr.host_report(ours, theirs)
+
+
 def test_reuse_takes_only_the_named_encoder_stages_and_trains_the_others(straight, tmp_path):
     # A new CLIP config (here vd-nano's position code) refuses the file's CLIP, and --reuse
     # takes its image VAE and Optimus while CLIP trains again.
@@ -536,7 +580,33 @@ def test_cli_compares_its_result_with_a_reference_file(tmp_path, capsys):
     capsys.readouterr()
     # the same command resumes past every finished stage and writes the same weights
     assert main(["--out", str(out), "--budget", "smoke", "--threads", "1", "--compare-to", str(reference)]) == 0
-    assert f"compared with {reference}: identical: all" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"compared with {reference}: identical: all" in captured.out
+    # each stage is compared as it finishes, so a run that will not match says so early
+    assert f"[1/4] image VAE vs {reference}: identical: all" in captured.err
+    assert f"[4/4] UNet, all flows vs {reference}: identical: all" in captured.err
+    report = json.loads((out / "train-report.json").read_text())
+    assert report["comparison"].startswith("identical: all") and set(report["differing_by_stage"].values()) == {0}
+    assert report["stages"]["unet"]["steps"] == tr.BUDGETS["smoke"].unet.steps
+    assert report["stages"]["vae"]["seconds"] > 0 and report["stages"]["vae"]["hosts"][0]["threads"] == 1
+    assert report["sha256"] == hashlib.sha256((out / "vd-nano.safetensors").read_bytes()).hexdigest()
+
+    from safetensors.torch import save_file
+
+    from vdnodes.nano.weights import file_metadata
+
+    tensors = load_file(str(reference))
+    name = next(k for k in tensors if k.startswith("vae_image.") and tensors[k].is_floating_point())
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, str(reference), file_metadata(reference))
+    assert main(["--out", str(out), "--budget", "smoke", "--threads", "1", "--compare-to", str(reference)]) == 0
+    captured = capsys.readouterr()
+    assert f"[1/4] image VAE vs {reference}: different: 1 of" in captured.err
+    assert f"[2/4] CLIP text + image vs {reference}: identical: all" in captured.err
+    assert "different: 1 of" in captured.out and "Hosts per stage, this run vs the reference:" in captured.out
+    assert "  vae: same kernels (torch" in captured.out
+    report = json.loads((out / "train-report.json").read_text())
+    assert report["differing_by_stage"] == {"vae": 1, "clip": 0, "optimus": 0, "unet": 0}
 
     code = main(["--out", str(tmp_path / "other"), "--budget", "smoke", "--threads", "1",
                  "--compare-to", str(tmp_path / "missing.safetensors")])

@@ -611,7 +611,7 @@ def meta_names(module: nn.Module) -> list[str]:
 # 5. Our own format
 # ---------------------------------------------------------------------------
 
-def _unique_state(module_or_state: nn.Module | StateDict) -> dict[str, torch.Tensor]:
+def unique_state(module_or_state: nn.Module | StateDict) -> dict[str, torch.Tensor]:
     """State dict with shared tensors stored once (safetensors refuses aliases)."""
     if isinstance(module_or_state, nn.Module):
         state = module_or_state.state_dict()
@@ -684,7 +684,7 @@ def save_safetensors(
     if config is not None:
         cfg = config.to_dict() if hasattr(config, "to_dict") else config
         meta["config"] = json.dumps(cfg, sort_keys=True)
-    tensors = _unique_state(module_or_state)
+    tensors = unique_state(module_or_state)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -71,10 +71,12 @@ from vdnodes.model.conditioning import ContextInput
 from vdnodes.model.configs import VDConfig
 from vdnodes.model.vae import DiagonalGaussian
 from vdnodes.nano import scenes as sc
+from vdnodes.nano import host as hs
 from vdnodes.nano.config import IMAGE_SIZE, nano_config
 from vdnodes.nano.tokenizers import build_tokenizers, tokenizer_info
 from vdnodes.nano.weights import (  # noqa: F401 (load_nano re-exported)
-    NANO_WEIGHTS, WEIGHTS_NAME, compare_weights, load_nano, save_nano)
+    NANO_WEIGHTS, WEIGHTS_NAME, WeightsComparison, compare_tensors, compare_weights, load_nano, save_nano,
+    training_record)
 
 STAGES = ("vae", "clip", "optimus", "unet")
 
@@ -1090,7 +1092,8 @@ def reuse_encoders(checkpoints: _Checkpoints, weights: str | os.PathLike, config
         steps = plan.stage(name).steps
         checkpoints.save(stage, model, None, {
             "stage": name, "step": steps, "steps": steps, "done": True, "losses": [], "seconds": 0.0,
-            "result": record["results"][name], "reused_from": str(path)}, extra=False)
+            "result": record["results"][name], "hosts": record.get("hosts", {}).get(name, []),
+            "reused_from": str(path)}, extra=False)
     return todo
 
 
@@ -1139,17 +1142,26 @@ def _run_stage(stage: Stage, checkpoints: _Checkpoints, *, checkpoint_every: int
         return state["result"]
 
     params, optimizer = stage_optimizer(stage)
-    step, losses, seconds = 0, [], 0.0
+    step, losses, seconds, hosts = 0, [], 0.0, []
     if state is not None:
         checkpoints.load(stage, model, optimizer, device)
         step, losses, seconds = state["step"], state["losses"], state["seconds"]
+        hosts = state.get("hosts", [])
+    from tqdm.auto import tqdm
+
+    here = hs.host_record(device)
+    changed = hs.kernel_differences(hosts[-1], here) if hosts else []
+    if changed and progress:
+        tqdm.write(f"note: steps 0-{step - 1} of the {stage.title} stage ran with other kernels "
+                   f"({'; '.join(changed)}); the stage goes on, but its result will not match a run "
+                   "made on one host bit for bit", file=sys.stderr)
+    if not hosts or changed:
+        hosts.append({"from_step": step, **here})
 
     def save(done: bool, result: dict[str, Any] | None = None) -> None:
         checkpoints.save(stage, model, None if done else optimizer,
                          {"stage": stage.name, "step": step, "steps": budget.steps, "done": done,
-                          "losses": losses, "seconds": seconds, "result": result or {}})
-
-    from tqdm.auto import tqdm
+                          "losses": losses, "seconds": seconds, "hosts": hosts, "result": result or {}})
 
     bar = tqdm(total=budget.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
                desc=f"[{index + 1}/{len(STAGES)}] {stage.title}")
@@ -1216,6 +1228,7 @@ def train_nano(
     threads: int | None = None,
     encoders_from: str | os.PathLike | None = None,
     reuse: Sequence[str] = ENCODER_STAGES,
+    compare_to: str | os.PathLike | None = None,
 ) -> Path:
     """Train vd-nano from scratch into ``out_dir``; returns the path of ``vd-nano.safetensors``.
 
@@ -1229,7 +1242,12 @@ def train_nano(
     CPU threads for torch (default: all cores). ``encoders_from``: a vd-nano file whose
     image VAE, CLIP and Optimus (or the encoder stages named in ``reuse``) are taken as finished
     stages (``reuse_encoders``), so only the UNet (and any encoder stage not taken) trains.
-    The file holds fp16 weights, the config and what rebuilds the tokenizers.
+    ``compare_to``: a vd-nano file each finished stage is compared with, tensor by tensor as
+    the file would store it (a line per stage when ``progress``), so a run that will not
+    reproduce that file says so after its first stage rather than at the end.
+    The file holds fp16 weights, the config, what rebuilds the tokenizers and a training
+    record: budget, seed, steps, recipes, per-stage results and the hosts (torch, kernels,
+    threads, CPU) that ran each stage's steps.
     """
     if isinstance(budget, str) and budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose one of {sorted(BUDGETS)}")
@@ -1246,26 +1264,102 @@ def train_nano(
     if encoders_from is not None:
         reuse_encoders(checkpoints, encoders_from, config, plan, seed, info, dev, reuse)
     clip_tok, optimus_tok = build_tokenizers(info)
+    reference = None
+    if compare_to is not None:
+        from safetensors.torch import load_file
+
+        if not Path(compare_to).is_file():
+            raise ValueError(f"--compare-to: no such file {str(compare_to)!r}")
+        reference = load_file(str(compare_to))
     devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _threads(threads or os.cpu_count() or 1):
         torch.manual_seed(seed)
         model = vdm.build(config, vdm.COMPONENTS, device=dev, clip_tokenizer=clip_tok,
                           optimus_tokenizers=tuple(optimus_tok)).eval()  # eval: no dropout anywhere
         results: dict[str, Any] = {}
+        hosts: dict[str, list[dict[str, Any]]] = {}
         for index, name in enumerate(STAGES):
             stage = STAGE_CLASSES[name](model, plan, seed, dev, progress)
             results[name] = _run_stage(stage, checkpoints, checkpoint_every=plan.checkpoint_every,
                                        progress=progress, on_step=on_step, index=index)
+            hosts[name] = (checkpoints.state(name) or {}).get("hosts", [])
+            if reference is not None and progress:
+                print(f"[{index + 1}/{len(STAGES)}] {stage.title} vs {compare_to}: "
+                      f"{compare_stage(model, stage.prefixes, reference).summary()}", file=sys.stderr, flush=True)
         if evaluate_flows if evaluate_flows is not None else plan.eval_samples > 0:
             results["evaluate"] = evaluate(model, n=max(plan.eval_samples, 4), steps=plan.eval_steps)
         return save_nano(model, out / WEIGHTS_NAME, info,
                          {"budget": plan.name, "seed": seed, "results": results,
                           "steps": {n: plan.stage(n).steps for n in STAGES},
-                          "recipes": {n: STAGE_CLASSES[n].RECIPE for n in STAGES}})
+                          "recipes": {n: STAGE_CLASSES[n].RECIPE for n in STAGES}, "hosts": hosts})
+
+
+def compare_stage(model: nn.Module, prefixes: tuple[str, ...], reference: dict[str, torch.Tensor]
+                  ) -> WeightsComparison:
+    """Compare the tensors of one stage (state-dict ``prefixes``) with a vd-nano file's ``reference``
+    tensors, converted as ``save_nano`` writes them (floating point to fp16)."""
+    ours = {k: (v.half() if v.is_floating_point() else v)  # tied weights once, as the file stores them
+            for k, v in ck.unique_state(model).items() if k.startswith(prefixes)}
+    theirs = {k: v for k, v in reference.items() if k.startswith(prefixes)}
+    differing, largest = compare_tensors(ours, theirs)
+    return WeightsComparison(tensors=sum(k in ours for k in theirs), differing=tuple(differing),
+                             missing=tuple(k for k in theirs if k not in ours),
+                             extra=tuple(k for k in ours if k not in theirs), largest=largest, config_equal=None)
 
 
 # ---------------------------------------------------------------------------------------------
 # CLI
+
+
+REPORT_NAME = "train-report.json"
+
+
+def write_report(out_dir: Path, path: Path, minutes: float, argv: Sequence[str],
+                 comparison: WeightsComparison | None, reference: Path | None) -> Path:
+    """``out_dir/train-report.json``: what a run measured, for docs and results files without
+    copying numbers by hand: per stage its steps, seconds of steps (summed over resumes), seconds
+    per step and hosts; this invocation's wall minutes (pool, calibration and evaluation
+    included); the file's sha256; and, with a reference, the comparison and the differing
+    tensors per stage."""
+    record = training_record(path)
+    stages = {}
+    for name in STAGES:
+        state = json.loads((out_dir / "checkpoints" / f"{name}.json").read_text())
+        steps, seconds = state["step"], state["seconds"]
+        stages[name] = {"steps": steps, "seconds": round(seconds, 1),
+                        "s_per_step": round(seconds / steps, 4) if steps and seconds else None,
+                        "hosts": state.get("hosts", []), "reused_from": state.get("reused_from")}
+    report: dict[str, Any] = {
+        "command": "vdnodes train-nano " + " ".join(argv), "budget": record.get("budget"),
+        "seed": record.get("seed"), "stages": stages,
+        "stage_minutes": round(sum(st["seconds"] for st in stages.values()) / 60, 1),
+        "invocation_minutes": round(minutes, 1), "weights": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    if comparison is not None:
+        report["compared_with"] = str(reference)
+        report["comparison"] = comparison.summary()
+        report["differing_by_stage"] = {
+            name: sum(k.startswith(STAGE_CLASSES[name].prefixes) for k in comparison.differing) for name in STAGES}
+    target = out_dir / REPORT_NAME
+    _atomic(target, lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+    return target
+
+
+def host_report(ours: dict[str, Any], reference: dict[str, Any]) -> str:
+    """Why two runs may differ in their bits: per stage, the kernel settings that differ between
+    the hosts recorded in two training records (files before stop 39 record none)."""
+    lines = []
+    for name in STAGES:
+        a, b = ours.get("hosts", {}).get(name), reference.get("hosts", {}).get(name)
+        if not a or not b:
+            lines.append(f"  {name}: {'this run' if not a else 'the reference'} does not record its host")
+            continue
+        changed = sorted({d for x in a for y in b for d in hs.kernel_differences(x, y)})
+        lines.append(f"  {name}: " + ("same kernels (" + hs.describe(a[0]) + ")" if not changed
+                                      else "other kernels: " + "; ".join(changed)))
+    return ("Runs agree bit for bit only with the same torch version, device, kernels and thread count "
+            "(docs/nano.md section 5). Hosts per stage, this run vs the reference:\n" + "\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1274,7 +1368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="vdnodes train-nano",
         description="Train the embedded vd-nano model from scratch (image VAE, CLIP, Optimus, UNet). "
                     "Interrupt at any time; the same command resumes from the last checkpoint.")
-    parser.add_argument("--out", default="vd-nano-train", help="folder for checkpoints and the result")
+    parser.add_argument("--out", default="vd-nano-train", help="folder for checkpoints, the result and train-report.json (stage times, hosts, comparison)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full",
                         help="'full' reproduces the shipped weights; 'smoke' checks the pipeline in seconds")
     parser.add_argument("--seed", type=int, default=0)
@@ -1291,8 +1385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --encoders-from: the encoder stages to take from the file, comma-separated "
                              "(default: vae,clip,optimus); the others train")
     parser.add_argument("--compare-to", metavar="FILE", default=None,
-                        help="after training, compare the result tensor by tensor with this vd-nano file "
-                             "(default with --budget full: the shipped weights)")
+                        help="compare each finished stage, and the result, tensor by tensor with this "
+                             "vd-nano file (default with --budget full: the shipped weights)")
     args = parser.parse_args(argv)
     if args.reuse != parser.get_default("reuse") and not args.encoders_from:
         print("error: --reuse names the encoder stages taken from --encoders-from FILE; pass that too",
@@ -1307,7 +1401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = train_nano(args.out, budget=args.budget, resume=not args.no_resume, seed=args.seed,
                           device=args.device, threads=args.threads, encoders_from=args.encoders_from,
-                          reuse=[name.strip() for name in args.reuse.split(",") if name.strip()])
+                          reuse=[name.strip() for name in args.reuse.split(",") if name.strip()],
+                          compare_to=reference if reference is not None and reference.is_file() else None)
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume from {Path(args.out) / 'checkpoints'}",
               file=sys.stderr)
@@ -1315,13 +1410,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) in {(time.perf_counter() - started) / 60:.1f} min")
+    minutes = (time.perf_counter() - started) / 60
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) in {minutes:.1f} min")
+    comparison = None
     if reference is not None and reference.is_file() and reference.resolve() != path.resolve():
         comparison = compare_weights(path, reference)
         print(f"compared with {reference}: {comparison.summary()}")
-        if not comparison.identical and reference == NANO_WEIGHTS:
-            print("(runs agree bit for bit only on the same CPU type, thread count, device and torch "
-                  "version as the shipped run; docs/nano.md section 5)")
+        if not comparison.identical:
+            print(host_report(training_record(path), training_record(reference)))
+    report = write_report(Path(args.out), path, minutes, sys.argv[1:] if argv is None else argv,
+                          comparison, reference if comparison is not None else None)
+    print(f"run report (stage times, hosts, comparison): {report}")
     if args.install:
         NANO_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, NANO_WEIGHTS)

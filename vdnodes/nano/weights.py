@@ -96,25 +96,42 @@ class WeightsComparison:
     missing: tuple[str, ...]  # in the reference only
     extra: tuple[str, ...]  # in the other file only
     largest: tuple[str, float] | None  # the tensor with the largest |difference| and that difference
-    config_equal: bool  # the model config (latent scales included) is the same
+    config_equal: bool | None  # the model config (latent scales included) is the same; None: not compared
 
     @property
     def identical(self) -> bool:
-        return not (self.differing or self.missing or self.extra) and self.config_equal
+        return not (self.differing or self.missing or self.extra) and self.config_equal is not False
 
     def summary(self) -> str:
         """One line: identical, or what differs and by how much."""
         if self.identical:
-            return f"identical: all {self.tensors} tensors bit for bit, and the config"
+            return f"identical: all {self.tensors} tensors bit for bit" + (", and the config" if self.config_equal else "")
         parts = []
         if self.differing:
             worst = f" (largest |difference| {self.largest[1]:.3g}, in {self.largest[0]})" if self.largest else ""
             parts.append(f"{len(self.differing)} of {self.tensors} tensors differ{worst}")
         if self.missing or self.extra:
             parts.append(f"{len(self.missing)} tensors missing, {len(self.extra)} extra")
-        if not self.config_equal:
+        if self.config_equal is False:
             parts.append("the config differs")
         return "different: " + "; ".join(parts)
+
+
+def compare_tensors(tensors: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]
+                    ) -> tuple[list[str], tuple[str, float] | None]:
+    """Names of the tensors in both dicts that differ (value, dtype or shape), and the one with
+    the largest |difference| with that difference."""
+    differing, largest = [], None
+    for name in (k for k in reference if k in tensors):
+        x, y = tensors[name], reference[name]
+        if x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y):
+            continue
+        differing.append(name)
+        if x.shape == y.shape and x.is_floating_point() and y.is_floating_point():
+            gap = float((x.double() - y.double()).abs().max()) if x.numel() else 0.0
+            if largest is None or gap > largest[1]:
+                largest = (name, gap)
+    return differing, largest
 
 
 def compare_weights(path: str | os.PathLike, reference: str | os.PathLike) -> WeightsComparison:
@@ -128,17 +145,7 @@ def compare_weights(path: str | os.PathLike, reference: str | os.PathLike) -> We
         return json.loads(file_metadata(p).get("config", "null"))
 
     a, b = load_file(str(path)), load_file(str(reference))
-    common = [k for k in b if k in a]
-    differing, largest = [], None
-    for name in common:
-        x, y = a[name], b[name]
-        if x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y):
-            continue
-        differing.append(name)
-        if x.shape == y.shape and x.is_floating_point() and y.is_floating_point():
-            gap = float((x.double() - y.double()).abs().max()) if x.numel() else 0.0
-            if largest is None or gap > largest[1]:
-                largest = (name, gap)
+    differing, largest = compare_tensors(a, b)
     return WeightsComparison(
-        tensors=len(common), differing=tuple(differing), missing=tuple(k for k in b if k not in a),
+        tensors=sum(k in a for k in b), differing=tuple(differing), missing=tuple(k for k in b if k not in a),
         extra=tuple(k for k in a if k not in b), largest=largest, config_equal=config(path) == config(reference))
