@@ -1092,7 +1092,7 @@ def reuse_encoders(checkpoints: _Checkpoints, weights: str | os.PathLike, config
         steps = plan.stage(name).steps
         checkpoints.save(stage, model, None, {
             "stage": name, "step": steps, "steps": steps, "done": True, "losses": [], "seconds": 0.0,
-            "result": record["results"][name], "hosts": record.get("hosts", {}).get(name, []),
+            "result": record["results"][name], "hosts": report_hosts(path).get(name, []),
             "reused_from": str(path)}, extra=False)
     return todo
 
@@ -1246,8 +1246,9 @@ def train_nano(
     the file would store it (a line per stage when ``progress``), so a run that will not
     reproduce that file says so after its first stage rather than at the end.
     The file holds fp16 weights, the config, what rebuilds the tokenizers and a training
-    record: budget, seed, steps, recipes, per-stage results and the hosts (torch, kernels,
-    threads, CPU) that ran each stage's steps.
+    record (budget, seed, steps, recipes, per-stage results). Which hosts ran each stage's
+    steps (``host.host_record``) is kept in the stage checkpoints, not in the file, so that a
+    run reproducing the weights on the same kernels also reproduces the file's bytes.
     """
     if isinstance(budget, str) and budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose one of {sorted(BUDGETS)}")
@@ -1277,12 +1278,10 @@ def train_nano(
         model = vdm.build(config, vdm.COMPONENTS, device=dev, clip_tokenizer=clip_tok,
                           optimus_tokenizers=tuple(optimus_tok)).eval()  # eval: no dropout anywhere
         results: dict[str, Any] = {}
-        hosts: dict[str, list[dict[str, Any]]] = {}
         for index, name in enumerate(STAGES):
             stage = STAGE_CLASSES[name](model, plan, seed, dev, progress)
             results[name] = _run_stage(stage, checkpoints, checkpoint_every=plan.checkpoint_every,
                                        progress=progress, on_step=on_step, index=index)
-            hosts[name] = (checkpoints.state(name) or {}).get("hosts", [])
             if reference is not None and progress:
                 print(f"[{index + 1}/{len(STAGES)}] {stage.title} vs {compare_to}: "
                       f"{compare_stage(model, stage.prefixes, reference).summary()}", file=sys.stderr, flush=True)
@@ -1291,7 +1290,7 @@ def train_nano(
         return save_nano(model, out / WEIGHTS_NAME, info,
                          {"budget": plan.name, "seed": seed, "results": results,
                           "steps": {n: plan.stage(n).steps for n in STAGES},
-                          "recipes": {n: STAGE_CLASSES[n].RECIPE for n in STAGES}, "hosts": hosts})
+                          "recipes": {n: STAGE_CLASSES[n].RECIPE for n in STAGES}})
 
 
 def compare_stage(model: nn.Module, prefixes: tuple[str, ...], reference: dict[str, torch.Tensor]
@@ -1346,20 +1345,35 @@ def write_report(out_dir: Path, path: Path, minutes: float, argv: Sequence[str],
     return target
 
 
-def host_report(ours: dict[str, Any], reference: dict[str, Any]) -> str:
-    """Why two runs may differ in their bits: per stage, the kernel settings that differ between
-    the hosts recorded in two training records (files before stop 39 record none)."""
+def report_hosts(weights: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """Per stage, the hosts that ran its steps, from the ``train-report.json`` beside a vd-nano file
+    (empty when there is none, e.g. for the shipped file)."""
+    path = Path(weights).parent / REPORT_NAME
+    try:
+        stages = json.loads(path.read_text()).get("stages", {})
+    except (OSError, ValueError):
+        return {}
+    return {name: stage.get("hosts", []) for name, stage in stages.items() if isinstance(stage, dict)}
+
+
+def host_report(ours: dict[str, list[dict[str, Any]]], reference: dict[str, list[dict[str, Any]]]) -> str:
+    """Why two runs may differ in their bits: per stage, the settings that choose kernels in
+    which the hosts of this run and of the reference differ (``report_hosts`` of each)."""
     lines = []
     for name in STAGES:
-        a, b = ours.get("hosts", {}).get(name), reference.get("hosts", {}).get(name)
-        if not a or not b:
-            lines.append(f"  {name}: {'this run' if not a else 'the reference'} does not record its host")
-            continue
-        changed = sorted({d for x in a for y in b for d in hs.kernel_differences(x, y)})
-        lines.append(f"  {name}: " + ("same kernels (" + hs.describe(a[0]) + ")" if not changed
-                                      else "other kernels: " + "; ".join(changed)))
-    return ("Runs agree bit for bit only with the same torch version, device, kernels and thread count "
-            "(docs/nano.md section 5). Hosts per stage, this run vs the reference:\n" + "\n".join(lines))
+        a, b = ours.get(name), reference.get(name)
+        if not a:
+            lines.append(f"  {name}: this run does not record its host")
+        elif not b:
+            lines.append(f"  {name}: this run: {'; then '.join(hs.describe(h) for h in a)}; the reference "
+                         "records no host (for the shipped file see docs/nano.md section 4)")
+        else:
+            changed = sorted({d for x in a for y in b for d in hs.kernel_differences(x, y)})
+            lines.append(f"  {name}: " + ("same kernels (" + hs.describe(a[0]) + ")" if not changed
+                                          else "other kernels: " + "; ".join(changed)))
+    return ("Runs agree bit for bit only with the same torch and transformers versions, device, kernels "
+            "and thread count (docs/nano.md section 3). Hosts per stage, this run vs the reference:\n"
+            + "\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1415,11 +1429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     comparison = None
     if reference is not None and reference.is_file() and reference.resolve() != path.resolve():
         comparison = compare_weights(path, reference)
-        print(f"compared with {reference}: {comparison.summary()}")
-        if not comparison.identical:
-            print(host_report(training_record(path), training_record(reference)))
     report = write_report(Path(args.out), path, minutes, sys.argv[1:] if argv is None else argv,
                           comparison, reference if comparison is not None else None)
+    if comparison is not None:
+        print(f"compared with {reference}: {comparison.summary()}")
+        if not comparison.identical:
+            print(host_report(report_hosts(path), report_hosts(reference)))
     print(f"run report (stage times, hosts, comparison): {report}")
     if args.install:
         NANO_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
