@@ -71,15 +71,14 @@ def cpu_name() -> str:
 
 
 def cache_reuse() -> dict[str, object]:
-    from vdnodes.cli import run_services
-    from vdnodes.core.executor import Executor
     from vdnodes.core.graph import load_graph, set_param
     from vdnodes.nodes import build_registry
+    from vdnodes.nodes.runtime import build_executor
 
     registry = build_registry()
     graph = load_graph(ROOT / "graphs" / "dual_guided.json", registry)
     with tempfile.TemporaryDirectory() as tmp:
-        ex = Executor(registry, out_dir=tmp, services=run_services(None))
+        ex = build_executor(registry, out_dir=tmp)
         timings = {}
         for label, seed in (("first_run", None), ("seed_changed", "2"), ("unchanged", None)):
             if seed is not None:

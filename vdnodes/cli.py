@@ -222,8 +222,8 @@ def _with_plugin_hint(error: Any, report: Any) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vdnodes.core.executor import Executor
     from vdnodes.console import JsonEventWriter, ProgressPrinter
+    from vdnodes.nodes.runtime import build_executor
 
     registry = _registry(args)
     graph = _load(args, registry)
@@ -232,8 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     preload_model_code(graph, registry, freeze=_ONE_SHOT)
     sink = JsonEventWriter() if args.json_events else ProgressPrinter()
-    executor = Executor(registry, device=device, dtype=args.dtype, out_dir=args.out,
-                        services=run_services(args.seed))
+    executor = build_executor(registry, device=device, dtype=args.dtype, out_dir=args.out, seed=args.seed)
     result = executor.run(graph, targets=args.targets, seed=args.seed, on_event=sink,
                           raise_errors=False)
     if result.error is not None:
@@ -245,14 +244,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         for name, text in report.items():
             print(f"{name}: {text}")
     return EXIT_OK
-
-
-def run_services(seed: int | None) -> dict[str, Any]:
-    """What node bodies reach through ``ctx``: the shared model manager and manifest hooks."""
-    from vdnodes.nodes.models import default_manager
-
-    manager = default_manager()
-    return {"models": manager, "run_seed": seed, "manifest": manager.manifest}
 
 
 def _check_device(device: str) -> str:

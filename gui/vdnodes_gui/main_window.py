@@ -39,9 +39,9 @@ GRAPH_FILTER = "vdnodes graphs (*.json *.png);;JSON graphs (*.json);;PNGs saved 
 
 def default_executor(registry: Registry, out_dir: str, device: str = "cpu") -> Executor:
     """The executor the CLI would build: same registry, model manager and manifest hooks."""
-    from vdnodes.cli import run_services
+    from vdnodes.nodes.runtime import build_executor
 
-    return Executor(registry, device=device, out_dir=out_dir, services=run_services(None))
+    return build_executor(registry, device=device, out_dir=out_dir)
 
 
 class MainWindow(QMainWindow):
