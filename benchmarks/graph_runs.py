@@ -10,6 +10,7 @@
    sampler seed (encoders served from cache), and an unchanged re-run.
 
     python benchmarks/graph_runs.py [--repeat 3] [--skip-cold]   # writes benchmarks/results/graph_runs.json
+    python benchmarks/graph_runs.py --out benchmarks/results/graph_runs_zen3.json  # another host kind
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-cold", action="store_true", help="only the in-process cache comparison")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of cold runs over all graphs (default 3)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "graph_runs.json",
+                        help="results file (default: benchmarks/results/graph_runs.json)")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -102,11 +105,11 @@ def main() -> None:
                "dual_guided_cache": cache_reuse()}
     if not args.skip_cold:
         results["cold_cli_seconds"] = cold_runs(args.repeat)
-    out = ROOT / "benchmarks" / "results" / "graph_runs.json"
+    out = args.out.resolve()
     from vdnodes.core.fileio import atomic_write_text
 
     atomic_write_text(out, json.dumps(results, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

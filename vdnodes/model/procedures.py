@@ -85,23 +85,6 @@ def adjust_rank(context: torch.Tensor, focus: float, *, q: int = 20, niter: int 
     return out
 
 
-def component_energy(context: torch.Tensor, q: int = 20, *, niter: int = 100,
-                     keep_first_token: bool = True) -> torch.Tensor:
-    """Share of each sample's patch-token energy per principal component, ``[B, q]``.
-
-    The decomposition ``adjust_rank`` works on (per-token mean removed, uncentered PCA), so it
-    says what each focus level can reach: style focus keeps the first five components only.
-    """
-    start = 1 if keep_first_token else 0
-    rows = []
-    for b in range(context.shape[0]):
-        x = context[b, start:].float()
-        x = x - x.mean(dim=-1, keepdim=True)
-        _, s, _ = _pca(x, q, niter)
-        rows.append(s.square() / x.square().sum().clamp_min(1e-12))
-    return torch.stack(rows)
-
-
 def keep_top_components(context: torch.Tensor, rank: int = 10, *, niter: int = 10,
                         drop_first_token: bool = True) -> torch.Tensor:
     """Patch tokens reduced to their top ``rank`` principal components plus the per-token mean.

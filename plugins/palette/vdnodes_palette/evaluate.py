@@ -32,7 +32,7 @@ def _text(scene) -> str:
 
 
 # The palette's share when mixed with a text, as graphs/palette.json mixes them (its ``sample.mix``;
-# a test checks the two agree). 0.6 since stop 38: on the eighth vd-nano, at 0.5 the colourless
+# a test checks the two agree). 0.6 since vd-nano 8 (commit e93ae09): on it, at 0.5 the colourless
 # text pulled a striped red object to orange in 5 of 6 seeds of the example graph.
 GRAPH_SHARE = 0.6
 

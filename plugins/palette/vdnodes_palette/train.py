@@ -111,7 +111,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
         if state["steps"] != steps or state["seed"] != seed:
             raise SystemExit(f"{out} holds a run with other settings ({state['steps']} steps, seed "
                              f"{state['seed']}); use another --out or delete it")
-        if state.get("base_sha256") != nano_sha256:  # runs before stop 23 did not record it
+        if state.get("base_sha256") != nano_sha256:  # runs before commit 71f72af (2026-11-27) did not record it
             raise SystemExit(f"{out} holds a run trained against other vd-nano weights than "
                              f"{NANO_WEIGHTS}; its layers would not fit them. Use another --out "
                              "or delete it")
