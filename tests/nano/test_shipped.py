@@ -2,7 +2,7 @@
 
 The semantic checks are a regression guard for the model code: 20 held-out cases per flow,
 scored by the rule-based checker, with thresholds well below the shipped model's rates over
-200 cases (docs/nano.md, section 5) and well above the older models' and chance. A broken
+200 cases (docs/nano.md, section 6) and well above the older models' and chance. A broken
 attention, scale, tokenizer or unconditional context drops the colour rate to chance; a
 broken image context (CLIP vision tower, token projection, CLS handling) drops image
 variation and image->text to the third model's 15-25%.
@@ -85,7 +85,7 @@ def test_flows_from_an_image_keep_its_colour_and_shape(nano):
 
 @pytest.mark.parametrize("part, tokens", [("all", 65), ("patches", 64), ("class", 1)])
 def test_image_variation_can_read_part_of_the_image_context(nano, part, tokens):
-    # The diagnostic of docs/nano.md section 6 (which tokens the UNet reads shapes from):
+    # The diagnostic of docs/nano-history.md, image variation (which tokens the UNet reads shapes from):
     # exactly the chosen tokens reach the UNet, for the conditional and unconditional passes.
     from vdnodes.nano.quality import Settings, measure
 

@@ -69,7 +69,7 @@ def test_style_focus_is_low_rank():
 
 def test_style_focus_leaves_a_two_part_layout_alone():
     # A one-object scene's tokens: a background vector everywhere, an object vector on the
-    # silhouette, a little noise (docs/nano.md section 6). Two components hold the energy,
+    # silhouette, a little noise (docs/nano-history.md, semantic focus). Two components hold the energy,
     # so style focus (which keeps the top five) barely moves the context; semantic focus does.
     torch.manual_seed(0)
     background, obj = torch.randn(32), torch.randn(32)

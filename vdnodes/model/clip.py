@@ -264,7 +264,7 @@ class CLIPImageContext(nn.Module):
         self.model = CLIPVisionModelWithProjection(config)
         self.image_size = config.image_size
         self.patch_size = config.patch_size
-        # vd-nano only (docs/nano.md section 6): a fixed high-frequency position code added to
+        # vd-nano only (docs/nano.md section 3): a fixed high-frequency position code added to
         # the patch tokens; absent from VD's and other configs (0 patterns: none).
         self.code_patterns = int(getattr(config, "position_code_patterns", 0) or 0)
         self.code_scale = float(getattr(config, "position_code_scale", 0.0) or 0.0)

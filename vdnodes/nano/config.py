@@ -54,7 +54,7 @@ def nano_config() -> VDConfig:
             hidden_size=clip_width, intermediate_size=4 * clip_width, num_hidden_layers=vision_layers,
             num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=4, projection_dim=CONTEXT_DIM,
             # a fixed high-frequency position code on the patch tokens: the layout then lies past
-            # the five principal components VD's style focus keeps (docs/nano.md section 6)
+            # the five principal components VD's style focus keeps (docs/nano.md section 3)
             position_code_patterns=8, position_code_scale=40.0,
         ),
         optimus=tiny_optimus_config(OPTIMUS_VOCAB, OPTIMUS_VOCAB, hidden=96, layers=2, heads=4,

@@ -83,9 +83,9 @@ DISTANCES = ("clip_tokens_",)  # metrics that are distances, not rates (shown as
 class Settings:
     """How samples are drawn; the defaults are the example graphs'."""
 
-    steps: int = 20  # the graphs' DDIM steps: on vd-nano as good as VD's 50 (docs/nano.md section 5)
+    steps: int = 20  # the graphs' DDIM steps: on vd-nano as good as VD's 50 (docs/nano.md section 6)
     guidance: float = 7.5
-    variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 5)
+    variation_guidance: float = 3.0  # image variation (graphs/image_variation.json; docs/nano.md section 6)
     variation_match_colors: float = 0.5  # image variation's colour matching to the input (the graph's)
     text_guidance: float = 5.0  # text output: i2t, t2t, I2T2I's caption (graphs/image_to_text.json; section 5)
     caption_decoding: str = "sample"  # i2t, t2t and I2T2I sentences: "sample" (seeded, the graphs') or "greedy"
@@ -100,7 +100,7 @@ class Settings:
 
 
 # Which image context tokens image variation reads: all of them (the graphs), or, to see which
-# ones the UNet relies on (docs/nano.md section 6), the patch tokens or the class token alone.
+# ones the UNet relies on (docs/nano-history.md, image variation), the patch tokens or the class token alone.
 VARIATION_TOKENS = {"all": slice(None), "patches": slice(1, None), "class": slice(0, 1)}
 
 
