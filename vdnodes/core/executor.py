@@ -10,7 +10,6 @@ eviction never loses them; they are released after their last consumer.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from vdnodes.core.graph import Graph, to_digraph
 from vdnodes.core.keys import derive_seed, node_key, output_key
 from vdnodes.core.node import NodeDecl, Purity
 from vdnodes.core.plan import Plan, ancestors_and_self, make_plan
+from vdnodes.core.provenance import resolve_user_path
 from vdnodes.core.registry import Registry
 
 EventSink = Callable[[ev.Event], None]
@@ -197,10 +197,12 @@ class Executor:
     def preflight(self, graph: Graph, nodes: Iterable[str] | None = None) -> list[Problem]:
         """Cheap input checks of ``nodes`` (default: all) that need no weights: files exist..."""
         env = {"base_dir": graph_dir(graph), "out_dir": self.out_dir}
-        problems = []
-        for nid in (graph.nodes if nodes is None else nodes):
+        wanted = list(graph.nodes if nodes is None else nodes)
+        problems = [m.problem() for m in graph.missing_inputs if m.still_wanted(graph, wanted)]
+        missing = {p.where for p in problems}  # a re-run PNG's input not found again: nothing more to say
+        for nid in wanted:
             decl = self.registry.get(graph.nodes[nid].type)
-            if decl.preflight is not None:
+            if decl.preflight is not None and nid not in missing:
                 why = decl.preflight(graph.nodes[nid].params, env)
                 if why:
                     problems.append(Problem(nid, why))
@@ -370,14 +372,6 @@ def graph_dir(graph: Graph) -> str:
     """The folder relative paths in a graph are resolved against (its file's folder)."""
     src = Path(graph.source)
     return str(src.parent if src.suffix.lower() in (".json", ".png") else Path.cwd())
-
-
-def resolve_user_path(path: str, base_dir: str) -> str:
-    p = Path(os.path.expanduser(path))
-    if p.is_absolute():
-        return str(p)
-    beside = Path(base_dir) / p
-    return str(beside if beside.exists() or not p.exists() else p)
 
 
 def _describe(value: Any) -> str:

@@ -33,8 +33,11 @@ import networkx as nx
 
 from vdnodes.core.errors import GraphError, Problem, UserInputError
 from vdnodes.core.fileio import atomic_write_text
+from vdnodes.core.jsonfile import parse_json
+from vdnodes.core.limits import check_input_file
 from vdnodes.core.node import NodeDecl, parse_version
-from vdnodes.core.pngmeta import GRAPH_KEY, is_png, read_png_text
+from vdnodes.core.pngmeta import GRAPH_KEY, MANIFEST_KEY, is_png, read_png_text
+from vdnodes.core.provenance import relocate_inputs
 from vdnodes.core.registry import Registry
 from vdnodes.core.types import SocketType, explain_mismatch, suggest
 
@@ -73,6 +76,10 @@ class Graph:
     ui: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = "graph"  # where it came from, for messages
+    # Read from a PNG saved by vdnodes: its run manifest, and the recorded input files that
+    # were not found again (``provenance.relocate_inputs``); never written back to a file.
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+    missing_inputs: list[Any] = field(default_factory=list, repr=False)
 
     def copy(self) -> "Graph":
         return copy.deepcopy(self)
@@ -91,11 +98,7 @@ class Graph:
 
 def read_graph_data(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw JSON dict of a graph file, or of the graph embedded in a vdnodes PNG."""
-    p = Path(path)
-    if not p.exists():
-        raise UserInputError(f"graph file not found: {p}")
-    if p.is_dir():
-        raise UserInputError(f"{p} is a folder, not a graph file")
+    p = check_input_file(path, "graph file")
     if is_png(p):
         try:
             text = read_png_text(p).get(GRAPH_KEY)
@@ -110,15 +113,28 @@ def read_graph_data(path: str | os.PathLike[str]) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UserInputError(f"{p} is not a text file; expected a JSON graph or a vdnodes PNG") from None
+    except OSError as e:
+        raise UserInputError(f"cannot read graph file {p}: {e.strerror or e}") from None
     return parse_graph_text(text, str(p))
 
 
-def parse_graph_text(text: str, source: str = "graph") -> dict[str, Any]:
+def attach_png_origin(graph: Graph, path: str | os.PathLike[str]) -> Graph:
+    """For a graph read from a vdnodes PNG: keep its run manifest and find its input files again."""
+    p = Path(path)
+    if not is_png(p):
+        return graph
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserInputError(
-            f"{source} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        text = read_png_text(p).get(MANIFEST_KEY)
+    except ValueError as e:
+        raise UserInputError(f"cannot read PNG {p}: {e}") from None
+    manifest = parse_json(text, f"{p} (embedded run manifest)") if text else {}
+    graph.manifest = manifest if isinstance(manifest, dict) else {}
+    graph.missing_inputs = relocate_inputs(graph, graph.manifest, str(p.resolve().parent))
+    return graph
+
+
+def parse_graph_text(text: str, source: str = "graph") -> dict[str, Any]:
+    data = parse_json(text, source)
     if not isinstance(data, dict):
         raise UserInputError(f"{source} must hold a JSON object, got {type(data).__name__}")
     return data
@@ -241,7 +257,7 @@ def load_graph(
     problems = migrate_nodes(graph, registry) + validate(graph, registry)
     if problems:
         raise GraphError(problems, name)
-    return graph
+    return graph if isinstance(source, Mapping) else attach_png_origin(graph, source)
 
 
 # -- validation ---------------------------------------------------------------

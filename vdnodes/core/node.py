@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,12 +81,29 @@ class Out:
 PARAM_TYPES = ("Int", "Float", "Bool", "String", "Path", "Seed", "Enum")
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not a sequence of Unicode scalar values (a lone surrogate), or None.
+
+    JSON escapes such as ``"\\ud800"`` and some terminals produce them; no tokenizer, file
+    system or PNG chunk can take them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"the text holds {text[e.start]!r} at character {e.start}, half of a UTF-16 surrogate "
+                "pair, which is not a valid Unicode character; remove it or retype the text")
+    return None
+
+
 @dataclass(frozen=True)
 class Param:
     """A value set in the graph (a widget in the canvas), stored by name.
 
     ``widget`` is a hint for editors: "multiline" text, "file" / "save_file"
-    pickers. ``min``/``max`` bound numbers; ``choices`` closes an Enum.
+    pickers. ``min``/``max`` bound numbers; ``choices`` closes an Enum; ``check``
+    is one more rule (value -> why it is refused, or None), run at validation.
+    ``input_file`` marks a Path param naming a file the run reads as data (an
+    image): saved outputs record its location and digest (``core.provenance``).
     """
 
     type: str
@@ -96,6 +114,8 @@ class Param:
     choices: tuple[str, ...] = ()
     widget: str = ""
     step: float | None = None
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    input_file: bool = False  # a Path whose file the run reads: saved outputs record its SHA-256
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -115,12 +135,17 @@ class Param:
         elif t == "Float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"expected a number, got {value!r}"
+            if not math.isfinite(value):
+                return f"expected a finite number, got {value!r}"
         elif t == "Bool":
             if not isinstance(value, bool):
                 return f"expected true or false, got {value!r}"
         elif t in ("String", "Path", "Enum"):
             if not isinstance(value, str):
                 return f"expected a string, got {value!r}"
+            why = unicode_problem(value)
+            if why:
+                return why
         if t == "Enum" and value not in self.choices:
             return f"{value!r} is not one of {list(self.choices)}"
         if t == "Seed" and not 0 <= value < 2**63:
@@ -129,7 +154,7 @@ class Param:
             return f"{value} is below the minimum {self.min:g}"
         if self.max is not None and value > self.max:
             return f"{value} is above the maximum {self.max:g}"
-        return None
+        return self.check(value) if self.check is not None else None
 
     def coerce(self, value: Any) -> Any:
         """Convert a lossless variant (e.g. 3 for a Float param) to the declared type."""
