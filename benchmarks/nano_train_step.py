@@ -96,19 +96,21 @@ def time_stage(name: str, model: Any, plan: Any, steps: int, autocast: str = "no
 
     import torch
 
-    from vdnodes.nano import train as tr
+    from vdnodes.nano.training.budget import BUDGETS, step_seed
+    from vdnodes.nano.training.stage import stage_optimizer
+    from vdnodes.nano.training.stages import STAGE_CLASSES
 
     device = next(model.parameters()).device
     clock = _clock(device)
-    stage = tr.STAGE_CLASSES[name](model, plan, 0, device, progress=False)
-    params, optimizer = tr.stage_optimizer(stage)
+    stage = STAGE_CLASSES[name](model, plan, 0, device, progress=False)
+    params, optimizer = stage_optimizer(stage)
     t0 = clock()
     stage.prepare()
     prepare_s = clock() - t0
     cycle = getattr(stage, "CYCLE", (name,))
     parts: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for step in range(steps):
-        torch.manual_seed(tr.step_seed(0, name, step))
+        torch.manual_seed(step_seed(0, name, step))
         t0 = clock()
         with (torch.autocast(device.type, dtype=torch.bfloat16) if autocast == "bf16" else contextlib.nullcontext()):
             loss, _ = stage.step_loss(step)
@@ -133,7 +135,7 @@ def time_stage(name: str, model: Any, plan: Any, steps: int, autocast: str = "no
         raise SystemExit(f"--steps {steps} is too few: every flow of {name}'s cycle needs two steps")
     step_ms = {part: round(statistics.fmean(per_flow[f][part] for f in cycle), 1)
                for part in ("data_forward", "backward", "optimizer", "step")}
-    full = tr.BUDGETS["full"].stage(name)
+    full = BUDGETS["full"].stage(name)
     return {"batch": stage.budget.batch, "steps_timed": steps, "prepare_seconds": round(prepare_s, 1),
             "ms_per_step": step_ms, "per_flow_ms": per_flow if len(cycle) > 1 else None,
             "parameters": sum(p.numel() for p in params), "parameter_tensors": len(params),
@@ -159,13 +161,14 @@ def main() -> None:
     import torch
 
     from vdnodes.model import vd as vdm
-    from vdnodes.nano import train as tr
     from vdnodes.nano.config import nano_config
+    from vdnodes.nano.tokenizers import build_tokenizers, tokenizer_info
+    from vdnodes.nano.training.budget import BUDGETS, STAGES
 
     stages = args.stages.split(",")
-    unknown = sorted(set(stages) - set(tr.STAGES))
+    unknown = sorted(set(stages) - set(STAGES))
     if unknown:
-        parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(tr.STAGES)}")
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     torch.set_num_threads(args.threads)
     try:
         device = torch.device(args.device)
@@ -179,12 +182,12 @@ def main() -> None:
         if args.unet_heads < 1 or any(w % args.unet_heads for w in widths):
             parser.error(f"--unet-heads {args.unet_heads} must divide every UNet width {sorted(widths)}")
         config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, heads=args.unet_heads))
-    info = tr.tokenizer_info(config)
-    clip_tok, optimus_tok = tr.build_tokenizers(info)
+    info = tokenizer_info(config)
+    clip_tok, optimus_tok = build_tokenizers(info)
     torch.manual_seed(0)
     model = vdm.build(config, vdm.COMPONENTS, device=device, clip_tokenizer=clip_tok,
                       optimus_tokenizers=tuple(optimus_tok)).eval()
-    plan = dataclasses.replace(tr.BUDGETS["full"], pool=args.pool)
+    plan = dataclasses.replace(BUDGETS["full"], pool=args.pool)
     results: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                                "cpu": cpu_name(), "kernels": torch.backends.cpu.get_cpu_capability(),
                                "cpu_count": os.cpu_count(), "threads": args.threads,

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never hang on a model hub lookup
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train-nano"]:  # its own parser owns every option, --help included
-        from vdnodes.nano.train import main as train_main
+        from vdnodes.nano.training.cli import main as train_main
 
         return train_main(argv[1:])
     if argv[:1] == ["eval-nano"]:

@@ -18,6 +18,7 @@ from torch import nn
 
 from vdnodes.model import checkpoints as ck
 from vdnodes.model.checkpoints import CheckpointError, KeyMismatchError, Layout
+from vdnodes.model.diffusers_folder import DiffusersFolder
 from vdnodes.model.keymap import fit_shape, remap
 
 MANIFESTS = Path(__file__).parent / "manifests"
@@ -331,12 +332,12 @@ def test_failed_save_keeps_the_old_file(tmp_path):
 
 def test_diffusers_folder_errors(tmp_path, small_state):
     with pytest.raises(CheckpointError, match="no model_index.json"):
-        ck.DiffusersFolder.open(tmp_path)
+        DiffusersFolder.open(tmp_path)
     (tmp_path / "model_index.json").write_text(json.dumps(
         {"_class_name": "VersatileDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"],
          "text_unet": ["versatile_diffusion", "UNetFlatConditionModel"], "safety_checker": [None, None]}))
     (tmp_path / "vae").mkdir()
-    folder = ck.DiffusersFolder.open(tmp_path)
+    folder = DiffusersFolder.open(tmp_path)
     assert folder.components == ["text_unet", "vae"]
     with pytest.raises(CheckpointError, match="no component 'image_unet'.*text_unet, vae"):
         folder.state("image_unet")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vdnodes.model import sampling
+from vdnodes.model import procedures, sampling
 from vdnodes.model import vd as vdm
 from vdnodes.model.clip import clip_text_config, clip_vision_config
 from vdnodes.model.conditioning import ContextInput
@@ -28,28 +28,14 @@ from vdnodes.model.vae import VAEConfig
 from vdnodes.nano import scenes as sc
 from vdnodes.nano.config import CLIP_LENGTH, CLIP_VOCAB, OPTIMUS_VOCAB, nano_config
 from vdnodes.nano.tokenizers import build_tokenizers, clip_word_tokenizer, nano_words, tokenizer_info
-from vdnodes.nano import train as tr
-from vdnodes.nano.train import (
-    STAGES,
-    Budget,
-    EDITED,
-    StageBudget,
-    describe,
-    edit_cases,
-    evaluate,
-    fold_latent_scale,
-    fragment,
-    latent_masks,
-    load_nano,
-    matches,
-    object_weighted,
-    patch_coverage,
-    restyle,
-    stage_fingerprints,
-    train_nano,
-    twin,
-)
-from vdnodes.nano.weights import compare_weights
+from vdnodes.nano.training.budget import BUDGETS, STAGES, Budget, StageBudget, step_seed
+from vdnodes.nano.training.checkpoints import stage_fingerprints, write_atomically
+from vdnodes.nano.training.evaluate import evaluate
+from vdnodes.nano.training.optimus_stage import fold_latent_scale
+from vdnodes.nano.training.report import host_report, report_hosts
+from vdnodes.nano.training.runner import train_nano
+from vdnodes.nano.training.unet_stage import UNetStage
+from vdnodes.nano.weights import compare_weights, load_nano
 
 # ---------------------------------------------------------------------------------------------
 # Config and tokenizers
@@ -97,53 +83,6 @@ def test_optimus_word_tokenizers_cover_every_caption_word():
     for text in captions:
         assert enc.unk_token_id not in enc(text, add_special_tokens=False)["input_ids"]
         assert dec.unk_token_id not in dec(text, add_special_tokens=False)["input_ids"]
-
-
-def test_fragments_and_matches_say_which_scenes_a_text_describes():
-    rng = np.random.default_rng(0)
-    scenes = [sc.sample_scene(rng) for _ in range(40)]
-    texts = [describe(s, rng, 0.5) for s in scenes] + [fragment(scenes[0], rng, require=("color",))]
-    ok = matches([c for _, c in texts], scenes)
-    assert ok[:40].diagonal().all()  # a text always describes its own scene
-    assert texts[-1][1]["color"] == scenes[0].color and scenes[0].color in texts[-1][0]
-    for (text, named), row in zip(texts, ok):
-        parsed = sc.parse_caption(text)
-        assert all(parsed[a] == v for a, v in named.items() if a in ("color", "shape", "background"))
-        for s, hit in zip(scenes, row):  # a scene matches iff it has every named attribute
-            assert bool(hit) == all(getattr(s, a) == v for a, v in named.items())
-
-
-def test_twins_differ_from_their_scene_in_exactly_one_attribute():
-    rng = np.random.default_rng(1)
-    changed = []
-    for _ in range(400):
-        scene = sc.sample_scene(rng)
-        other = twin(scene, rng)  # a valid Scene (it checks itself), so sizes keep it inside the image
-        diff = [a for a in ("shape", "color", "background", "texture", "size") if getattr(scene, a) != getattr(other, a)]
-        assert len(diff) == 1, (scene, other)
-        assert (other.seed, other.template) == (scene.seed, scene.template)
-        if diff != ["size"]:
-            assert (other.x, other.y) == (scene.x, scene.y)
-        changed += diff
-    assert changed.count("shape") > 0.3 * len(changed)  # the attribute the towers see worst
-    assert set(changed) == {"shape", "color", "background", "texture", "size"}
-
-
-def test_optimus_edit_cases_change_one_word_of_the_same_caption():
-    cases = edit_cases(np.random.default_rng(2), 300)
-    changed = []
-    for caption, removed, added, target, scene in zip(cases.captions, cases.removed, cases.added, cases.targets,
-                                                     cases.edited):
-        article = {"an": "a"}  # "a white" -> "an orange" is the only other change
-        before, after = ([article.get(w, w) for w in text.split()] for text in (caption, target))
-        diff = [(a, b) for a, b in zip(before, after) if a != b]
-        assert len(before) == len(after) and diff == [(removed, added)], (caption, target)
-        parsed = sc.parse_caption(target)
-        attribute = "color" if added in sc.COLORS else "shape"
-        assert parsed[attribute] == getattr(scene, attribute) == added
-        assert added != scene.background  # a new colour never hides the object
-        changed.append(attribute)
-    assert set(changed) == set(EDITED) and 0.35 < changed.count("shape") / len(changed) < 0.65
 
 
 def test_stage_fingerprints_chain_only_what_a_stage_depends_on(monkeypatch):
@@ -307,58 +246,9 @@ def test_clip_heads_are_checkpointed_but_not_shipped(straight):
     assert not [k for k in load_file(str(path)) if "_head" in k]
 
 
-def test_patch_coverage_finds_the_patches_under_the_shape():
-    scene = sc.Scene(shape="square", color="red", background="blue", size="small", x=0.25, y=0.75)
-    cover = patch_coverage([scene], patch=4).reshape(8, 8)  # rows are y, top first
-    image = sc.render(scene, 32).astype(float)  # solid: blue + coverage * (red - blue), per pixel
-    red, blue = np.array(sc.COLORS["red"], float), np.array(sc.COLORS["blue"], float)
-    share = (image - blue) @ (red - blue) / ((red - blue) @ (red - blue))  # [32, 32]
-    np.testing.assert_allclose(cover, share.reshape(8, 4, 8, 4).mean(axis=(1, 3)), atol=0.01)
-    assert cover[6, 2] == 1.0 and cover[1, 6] == 0.0  # under the square; far away
-
-
-def test_latent_masks_cover_the_shape_and_its_notches_on_the_latent_grid():
-    cross = sc.Scene(shape="cross", color="red", background="blue", size="small", x=0.25, y=0.75)
-    far = sc.Scene(shape="square", color="red", background="blue", size="small", x=0.75, y=0.25)
-    masks = latent_masks([cross, far], side=8, device="cpu")
-    assert masks.shape == (2, 1, 8, 8) and 0.0 <= masks.min() and masks.max() <= 1.0
-    m = masks[0, 0]  # rows are y, top first: the cross sits bottom left
-    assert m[6, 2] == 1.0 and m[1, 6] == 0.0
-    assert m[:, 4:].sum() < m[:, :4].sum() / 10 and m[:4].sum() < m[4:].sum() / 10
-    # Grown by 3 px, the mask covers more than the shape itself (its notches and rim).
-    area = torch.from_numpy(sc.shape_coverage("cross", 0.25, 0.75, cross.half, 32)).mean() * 64
-    assert m.sum() > 1.5 * area
-    assert latent_masks([cross], side=8, device="cpu", grow_px=0)[0, 0].sum() == pytest.approx(float(area), rel=1e-5)
-
-
-def test_object_weighted_loss_favours_errors_on_the_shape_but_keeps_the_scale():
-    mask = torch.zeros(1, 1, 8, 8)
-    mask[..., 5:8, 1:4] = 1.0  # a small shape: 9 of 64 cells
-    even = torch.full((1, 4, 8, 8), 0.3)
-    assert object_weighted(even, mask, 1.0).item() == pytest.approx(0.3)  # flows stay balanced
-    on, off = torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8)
-    on[:, :, 6, 2], off[:, :, 0, 7] = 1.0, 1.0  # the same error, on the shape or far from it
-    assert object_weighted(off, mask, 1.0).item() == pytest.approx(object_weighted(off, mask, 0.0).item() / 2)
-    ratio = object_weighted(on, mask, 1.0) / object_weighted(off, mask, 1.0)
-    assert ratio.item() == pytest.approx(1 + 64 / 9)  # (1/64 + 1/9) / (1/64)
-    assert object_weighted(on, mask, 0.0).item() == pytest.approx(on.mean().item())
-
-
-def test_restyled_twins_keep_the_geometry_and_redraw_the_style():
-    rng = np.random.default_rng(0)
-    scenes = [sc.sample_scene(rng) for _ in range(300)]
-    twins = [restyle(s, rng) for s in scenes]
-    for s, t in zip(scenes, twins):
-        assert (t.shape, t.size, t.x, t.y) == (s.shape, s.size, s.x, s.y) and t.color != t.background
-    # each style attribute is drawn afresh: it differs about as often as two random draws do
-    for attribute, values in (("color", sc.COLORS), ("texture", sc.TEXTURES), ("background", sc.COLORS)):
-        changed = np.mean([getattr(s, attribute) != getattr(t, attribute) for s, t in zip(scenes, twins)])
-        assert changed == pytest.approx(1 - 1 / len(values), abs=0.1), attribute
-
-
 def test_image_variation_steps_pair_semantic_focus_with_restyled_twins(straight, monkeypatch):
     _, path = straight
-    stage = tr.UNetStage(load_nano(path=path), BUDGET, 3, torch.device("cpu"), progress=False)
+    stage = UNetStage(load_nano(path=path), BUDGET, 3, torch.device("cpu"), progress=False)
     stage.prepare()
     pool = stage.pool
     assert pool.restyled_moments.shape == pool.moments.shape
@@ -375,12 +265,12 @@ def test_image_variation_steps_pair_semantic_focus_with_restyled_twins(straight,
         seen["contexts"] = contexts
         return torch.zeros_like(xt)
 
-    monkeypatch.setattr(tr.procedures, "adjust_rank", focus)
+    monkeypatch.setattr(procedures, "adjust_rank", focus)
     monkeypatch.setattr(stage.model.unet, "forward", unet)
     monkeypatch.setattr(stage, "latents", lambda moments: seen.setdefault("moments", []).append(moments) or moments)
-    i2i = tr.UNetStage.CYCLE.index("i2i")
+    i2i = UNetStage.CYCLE.index("i2i")
     stage.step_loss(i2i)
-    index = np.random.default_rng([tr.step_seed(3, "unet", i2i), 0, 1]).integers(len(pool.scenes),
+    index = np.random.default_rng([step_seed(3, "unet", i2i), 0, 1]).integers(len(pool.scenes),
                                                                                    size=BUDGET.unet.batch)
     plain, twins = seen["moments"]  # the batch as without twins, then every scene's twin after it
     assert torch.equal(plain, pool.moments[torch.from_numpy(index)])
@@ -390,9 +280,9 @@ def test_image_variation_steps_pair_semantic_focus_with_restyled_twins(straight,
     B = BUDGET.unet.batch
     assert len(tokens) == 2 * B and (tokens[B:] == 7.0).all() and not (tokens[:B] == 7.0).any()
     levels.clear(), seen.clear()
-    t2i = tr.UNetStage.CYCLE.index("t2i")
+    t2i = UNetStage.CYCLE.index("t2i")
     stage.step_loss(t2i)  # other flows train on the scenes themselves
-    index = np.random.default_rng([tr.step_seed(3, "unet", t2i), 0, 1]).integers(len(pool.scenes),
+    index = np.random.default_rng([step_seed(3, "unet", t2i), 0, 1]).integers(len(pool.scenes),
                                                                                   size=BUDGET.unet.batch)
     assert len(seen["moments"]) == 1 and torch.equal(seen["moments"][0], pool.moments[torch.from_numpy(index)])
     assert not levels
@@ -447,7 +337,7 @@ def test_reusing_encoders_refuses_a_file_from_other_settings(straight, tmp_path)
 
 
 def test_the_training_record_names_each_stages_recipe(straight):
-    from vdnodes.nano.train import STAGE_CLASSES
+    from vdnodes.nano.training.stages import STAGE_CLASSES
     from vdnodes.nano.weights import training_record
 
     _, reference = straight
@@ -494,11 +384,11 @@ def test_a_run_resumed_on_other_kernels_records_both_hosts_and_says_why_it_diffe
     assert [h["kernels"] for h in ours["unet"]] == ["OTHER"]
     theirs = {name: [real(torch.device("cpu"))] for name in STAGES}
     theirs = {name: [{**h, "threads": 1} for h in hosts] for name, hosts in theirs.items()}
-    report = tr.host_report(ours, theirs).splitlines()
+    report = host_report(ours, theirs).splitlines()
     assert report[1].startswith("  vae: same kernels (torch ")
     assert report[3] == f"  optimus: other kernels: kernels OTHER vs {here}"
     assert report[4] == f"  unet: other kernels: kernels OTHER vs {here}"
-    assert "the reference records no host" in tr.host_report(ours, {})
+    assert "the reference records no host" in host_report(ours, {})
 
 
 def test_reuse_takes_only_the_named_encoder_stages_and_trains_the_others(straight, tmp_path):
@@ -522,7 +412,7 @@ def test_reuse_takes_only_the_named_encoder_stages_and_trains_the_others(straigh
 
 
 def test_reuse_refuses_an_encoder_trained_with_another_recipe(straight, tmp_path, monkeypatch):
-    from vdnodes.nano.train import CLIPStage
+    from vdnodes.nano.training.clip_stage import CLIPStage
 
     _, reference = straight
     monkeypatch.setattr(CLIPStage, "RECIPE", CLIPStage.RECIPE + 1)
@@ -534,7 +424,7 @@ def test_reuse_refuses_an_encoder_trained_with_another_recipe(straight, tmp_path
 
 
 def test_cli_refuses_reuse_without_an_encoders_file(tmp_path, capsys):
-    from vdnodes.nano.train import main
+    from vdnodes.nano.training.cli import main
 
     code = main(["--out", str(tmp_path / "run"), "--budget", "smoke", "--reuse", "vae"])
     err = capsys.readouterr().err
@@ -543,7 +433,7 @@ def test_cli_refuses_reuse_without_an_encoders_file(tmp_path, capsys):
 
 
 def test_cli_explains_an_unusable_encoders_file_with_exit_code_2(tmp_path, capsys):
-    from vdnodes.nano.train import main
+    from vdnodes.nano.training.cli import main
 
     code = main(["--out", str(tmp_path / "run"), "--budget", "smoke", "--threads", "1",
                  "--encoders-from", str(tmp_path / "nope.safetensors")])
@@ -575,7 +465,7 @@ def test_compare_weights_finds_the_tensor_that_differs_and_a_changed_config(stra
 
 
 def test_cli_compares_its_result_with_a_reference_file(tmp_path, capsys):
-    from vdnodes.nano.train import main
+    from vdnodes.nano.training.cli import main
 
     out = tmp_path / "run"
     assert main(["--out", str(out), "--budget", "smoke", "--threads", "1"]) == 0
@@ -591,11 +481,11 @@ def test_cli_compares_its_result_with_a_reference_file(tmp_path, capsys):
     assert f"[4/4] UNet, all flows vs {reference}: identical: all" in captured.err
     report = json.loads((out / "train-report.json").read_text())
     assert report["comparison"].startswith("identical: all") and set(report["differing_by_stage"].values()) == {0}
-    assert report["stages"]["unet"]["steps"] == tr.BUDGETS["smoke"].unet.steps
+    assert report["stages"]["unet"]["steps"] == BUDGETS["smoke"].unet.steps
     assert report["stages"]["vae"]["seconds"] > 0 and report["stages"]["vae"]["hosts"][0]["threads"] == 1
     assert report["sha256"] == hashlib.sha256((out / "vd-nano.safetensors").read_bytes()).hexdigest()
-    assert tr.report_hosts(out / "vd-nano.safetensors") == {name: report["stages"][name]["hosts"] for name in STAGES}
-    assert tr.report_hosts(reference) == {}  # no train-report.json beside it
+    assert report_hosts(out / "vd-nano.safetensors") == {name: report["stages"][name]["hosts"] for name in STAGES}
+    assert report_hosts(reference) == {}  # no train-report.json beside it
 
     from safetensors.torch import save_file
 
@@ -691,12 +581,10 @@ def test_checkpoint_files_get_the_umask_mode_not_600(tmp_path):
 
     from safetensors.torch import save_file
 
-    from vdnodes.nano.train import _atomic
-
     old = os.umask(0o022)
     try:
         path = tmp_path / "unet.safetensors"
-        _atomic(path, lambda p: save_file({"w": torch.zeros(2)}, str(p)))  # save_file alone makes 0o600
+        write_atomically(path, lambda p: save_file({"w": torch.zeros(2)}, str(p)))  # save_file alone makes 0o600
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

@@ -8,18 +8,17 @@ What it is:
    unsafe code) is a ``CheckpointError`` naming the file and what was expected.
 2. ``detect_layout``: which of the known checkpoint layouts a key set is
    (vd-architecture.md section 7.1/7.2), with an explanation when it is none.
-3. ``DiffusersFolder``: the diffusers pipeline folder (``model_index.json`` plus one
-   sub-folder per component).
-4. ``load_into``: rename through a key map (``keymap.remap``), reconcile
+3. ``load_into``: rename through a key map (``keymap.remap``), reconcile
    Linear/1x1-conv shapes (``keymap.fit_shape``), check coverage, and materialise
    a module built with its parameters on ``meta`` (``load_state_dict(assign=True)``),
    so weights are never allocated twice. Coverage problems are one error with counts
    and examples, never a silent ``strict=False``.
-5. Our own format: ``save_safetensors`` / ``load_safetensors`` (atomic write, the
+4. Our own format: ``save_safetensors`` / ``load_safetensors`` (atomic write, the
    config stored as JSON in the metadata so a model can be rebuilt from the file).
 
 What it is not: no VD-specific key maps (they live next to each module:
-``unet_keys.py``, ``vae_keys.py``, ``optimus.py``) and no model assembly (``vd.py``).
+``unet_keys.py``, ``vae_keys.py``, ``optimus.py``), no diffusers pipeline folders
+(``diffusers_folder.py``) and no model assembly (``vd.py``).
 diffusers is never imported here.
 """
 
@@ -33,7 +32,6 @@ import re
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -310,111 +308,7 @@ def detect_layout(keys: Iterable[str], metadata: Mapping[str, str] | None = None
 
 
 # ---------------------------------------------------------------------------
-# 3. diffusers pipeline folders
-# ---------------------------------------------------------------------------
-
-_WEIGHT_FILES = (
-    "diffusion_pytorch_model.safetensors", "model.safetensors",
-    "diffusion_pytorch_model.bin", "pytorch_model.bin",
-    "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors",
-    "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin",
-)
-
-
-def is_diffusers_folder(path: PathLike) -> bool:
-    return Path(path).is_dir() and (Path(path) / "model_index.json").is_file()
-
-
-class _MergedState(Mapping[str, torch.Tensor]):
-    """Several shard files seen as one state dict (sharded ``*.index.json`` weights)."""
-
-    def __init__(self, shards: dict[str, StateDict], where: dict[str, str]) -> None:
-        self._shards, self._where = shards, where
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        return self._shards[self._where[key]][key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-
-@dataclass
-class DiffusersFolder:
-    """A diffusers pipeline folder: ``model_index.json`` + ``<component>/config.json`` + weights."""
-
-    root: Path
-    index: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def open(cls, path: PathLike) -> "DiffusersFolder":
-        root = Path(path)
-        if not root.is_dir():
-            raise CheckpointError(f"{str(root)!r} is not a folder; expected a diffusers pipeline "
-                                  "folder containing model_index.json")
-        index_path = root / "model_index.json"
-        if not index_path.is_file():
-            raise CheckpointError(f"{str(root)!r} has no model_index.json; expected a diffusers "
-                                  "pipeline folder (e.g. shi-labs/versatile-diffusion)")
-        try:
-            index = json.loads(index_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{str(index_path)!r} is not valid JSON ({e})") from None
-        return cls(root, index)
-
-    @property
-    def components(self) -> list[str]:
-        """Component names listed in model_index.json (``[library, class]`` entries)."""
-        return sorted(k for k, v in self.index.items()
-                      if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None)
-
-    def has(self, name: str) -> bool:
-        return name in self.components and (self.root / name).is_dir()
-
-    def _folder(self, name: str) -> Path:
-        if not self.has(name):
-            raise CheckpointError(f"diffusers folder {str(self.root)!r} has no component "
-                                  f"{name!r}; it has: {', '.join(self.components) or 'none'}")
-        return self.root / name
-
-    def config(self, name: str, filename: str = "config.json") -> dict[str, Any]:
-        """A component's JSON config (``config.json``, or e.g. ``preprocessor_config.json``)."""
-        path = self._folder(name) / filename
-        if not path.is_file():
-            raise CheckpointError(f"component {name!r} in {str(self.root)!r} has no {filename}")
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{str(path)!r} is not valid JSON ({e})") from None
-
-    def folder(self, name: str) -> Path:
-        """Path of a component folder (tokenizer files, scheduler config, ...)."""
-        return self._folder(name)
-
-    def weights_path(self, name: str) -> Path:
-        folder = self._folder(name)
-        for filename in _WEIGHT_FILES:
-            if (folder / filename).is_file():
-                return folder / filename
-        for index in sorted(folder.glob("*.index.json")):
-            return index
-        raise CheckpointError(f"component {name!r} in {str(self.root)!r} has no weights; "
-                              f"expected one of: {', '.join(_WEIGHT_FILES[:4])}")
-
-    def state(self, name: str) -> StateDict:
-        """A component's weights (safetensors preferred over ``.bin``; shards merged)."""
-        path = self.weights_path(name)
-        if path.name.endswith(".index.json"):
-            weight_map: dict[str, str] = json.loads(path.read_text())["weight_map"]
-            shards = {f: read_state_dict(path.parent / f) for f in sorted(set(weight_map.values()))}
-            return _MergedState(shards, weight_map)
-        return read_state_dict(path)
-
-
-# ---------------------------------------------------------------------------
-# 4. Putting weights into modules
+# 3. Putting weights into modules
 # ---------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -608,7 +502,7 @@ def meta_names(module: nn.Module) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# 5. Our own format
+# 4. Our own format
 # ---------------------------------------------------------------------------
 
 def unique_state(module_or_state: nn.Module | StateDict) -> dict[str, torch.Tensor]:

@@ -37,6 +37,7 @@ from vdnodes.model.clip import (
     CLIPImageContext, CLIPTextContext, clip_ignored_keys, clip_text_keymap, clip_vision_keymap,
 )
 from vdnodes.model.configs import VDConfig, config_from_diffusers, full_config
+from vdnodes.model.diffusers_folder import DiffusersFolder, is_diffusers_folder
 from vdnodes.model.keymap import KeyMap, remap
 from vdnodes.model.optimus import OptimusVAE, optimus_ignored_keys, optimus_keymap
 from vdnodes.model.unet import UNet
@@ -336,8 +337,8 @@ def check_scheduler_config(cfg: Mapping[str, Any], where: str) -> None:
 def _clip_parts(source: PathLike) -> list[tuple[str, StateDict]]:
     """CLIP weights from a file (an HF ``CLIPModel``), a diffusers VD folder or an HF model folder."""
     p = Path(source)
-    if ck.is_diffusers_folder(p):
-        folder = ck.DiffusersFolder.open(p)
+    if is_diffusers_folder(p):
+        folder = DiffusersFolder.open(p)
         return [(MOUNTS[n], folder.state(n)) for n in ("text_encoder", "image_encoder") if folder.has(n)]
     if p.is_dir():
         for name in ("model.safetensors", "pytorch_model.bin"):
@@ -360,8 +361,8 @@ def _open_main(p: Path, config: VDConfig | None) -> tuple[Layout, VDConfig, list
     """Layout, config, mounted sources and CLIP tokenizer (or None) of the main path."""
     from vdnodes.model.tokenizers import load_tokenizer
 
-    if ck.is_diffusers_folder(p):
-        folder = ck.DiffusersFolder.open(p)
+    if is_diffusers_folder(p):
+        folder = DiffusersFolder.open(p)
         names = ("image_unet", "text_unet", "vae", "text_encoder", "image_encoder")
         try:
             config = config_from_diffusers({n: folder.config(n) for n in names if folder.has(n)}, base=config)

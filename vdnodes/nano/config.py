@@ -13,7 +13,7 @@ are small, and images are 32 x 32 px:
 - Optimus: 96 wide, 2 layers, 64-d latent, word vocabularies of 72 ids.
 
 Importing this module registers the ``"nano"`` preset (``vdnodes.model.configs.preset``).
-What it is not: no weights, no training (``train.py``), no tokenizers (``tokenizers.py``).
+What it is not: no weights, no training (``training``), no tokenizers (``tokenizers.py``).
 """
 
 from __future__ import annotations

@@ -421,11 +421,12 @@ def load_model(ctx, source: str, dtype: str, device: str, seed: int, image_vae: 
 def _check_loadable(spec: ModelSpec) -> None:
     """Fail fast on a file that is not a checkpoint (reads headers only, no weights)."""
     from vdnodes.model import checkpoints as ck
+    from vdnodes.model.diffusers_folder import is_diffusers_folder
 
     path = Path(spec.source)
     try:
         if path.is_dir():
-            if not ck.is_diffusers_folder(path):
+            if not is_diffusers_folder(path):
                 raise ck.CheckpointError(f"{path} is a folder without model_index.json")
         else:
             state = ck.read_state_dict(path)

@@ -86,7 +86,7 @@ def train(out: Path, steps: int, seed: int = 0, progress: bool = True, pool_size
     from vdnodes.model.conditioning import ContextInput
     from vdnodes.model.vae import DiagonalGaussian
     from vdnodes.nano import scenes as sc
-    from vdnodes.nano.train import render_batch
+    from vdnodes.nano.training.data import render_batch
     from vdnodes.nano.weights import NANO_WEIGHTS, load_nano
 
     out.mkdir(parents=True, exist_ok=True)
