@@ -232,11 +232,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     preload_model_code(graph, registry, freeze=_ONE_SHOT)
     sink = JsonEventWriter() if args.json_events else ProgressPrinter()
-    seed = args.seed
-    if seed is None and isinstance(graph.manifest.get("seed"), int):
-        seed = graph.manifest["seed"]  # a saved PNG re-runs with the base seed it was made with
-    executor = build_executor(registry, device=device, dtype=args.dtype, out_dir=args.out, seed=seed)
-    result = executor.run(graph, targets=args.targets, seed=seed, on_event=sink, raise_errors=False)
+    executor = build_executor(registry, device=device, dtype=args.dtype, out_dir=args.out)
+    result = executor.run(graph, targets=args.targets, seed=args.seed, on_event=sink, raise_errors=False)
     if result.error is not None:
         raise result.error
     report = {name: _summary(v) for name, v in result.outputs.items()}

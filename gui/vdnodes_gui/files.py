@@ -16,8 +16,8 @@ import networkx as nx
 
 from vdnodes.core.errors import GraphError, Problem
 from vdnodes.core.graph import (
-    FORMAT, Graph, from_dict, load_graph, migrate_file, migrate_nodes, read_graph_data, schema_problems,
-    to_digraph, validate,
+    FORMAT, Graph, attach_png_origin, from_dict, load_graph, migrate_file, migrate_nodes, read_graph_data,
+    schema_problems, to_digraph, validate,
 )
 from vdnodes.core.registry import Registry
 
@@ -65,4 +65,4 @@ def open_graph(path: str | os.PathLike[str], registry: Registry) -> tuple[Graph,
     problems = migrate_nodes(graph, registry) or structural_problems(graph, registry)
     if problems:
         raise GraphError(problems, name)
-    return graph, validate(graph, registry)
+    return attach_png_origin(graph, path), validate(graph, registry)

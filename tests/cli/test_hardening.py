@@ -279,3 +279,28 @@ def test_a_missing_or_changed_input_names_the_file_its_digest_and_the_set(tmp_pa
     assert code == 2 and "inputs/yellow_striped_triangle_on_green.png" in err, err
     code, _, err = cli(capsys, "run", str(png), "--out", str(tmp_path / "o3"), "--set", f"image.path={RED}")
     assert code == 0, err
+
+
+# -- checkpoints checked at validation, from their headers ----------------------------------------------
+
+def test_weights_of_the_wrong_shape_are_refused_at_validation_naming_component_key_and_shapes(tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    from vdnodes.model import vd
+    from vdnodes.model.checkpoints import load_safetensors, save_safetensors
+    from vdnodes.model.configs import tiny_config
+
+    model = vd.build(tiny_config(), vd.COMPONENTS)
+    good = vd.save_vd(model, tmp_path / "tiny.safetensors")
+    code, _, err = cli(capsys, "validate", str(graph_file(tmp_path, "text_to_image", model__source=str(good))))
+    assert code == 0, err
+    state = load_file(good)
+    _, meta = load_safetensors(good)
+    key = next(k for k in state if k.startswith("unet.") and k.endswith(".weight") and state[k].dim() == 4)
+    state[key] = torch.zeros(state[key].shape[0] + 1, *state[key].shape[1:])
+    bad = save_safetensors(state, tmp_path / "wrong.safetensors", {"components": meta["components"]},
+                           config=meta["config"])
+    code, _, err = cli(capsys, "validate", str(graph_file(tmp_path, "text_to_image", model__source=str(bad))))
+    assert code == 2 and "node 'model'" in err and key in err and "component" in err, err
+    assert f"{list(state[key].shape)} vs model" in err, err

@@ -79,3 +79,37 @@ def test_a_broken_file_is_reported_and_the_canvas_kept(window, tmp_path):
     assert "is not valid" in window.last_message
     assert "unknown node type 'vd.nope'" in window.viewer.log_view.toPlainText()
     assert window.doc.to_json() == before
+
+
+def test_a_png_opened_from_another_folder_runs_again_with_its_recorded_inputs(window, qtbot, tmp_path,
+                                                                              monkeypatch):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "graph"
+    shutil.copytree(GRAPHS / "inputs", folder / "inputs")
+    shutil.copy(GRAPHS / "hello.json", folder / "hello.json")
+    assert window.open_path(folder / "hello.json")
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000) as blocker:
+        window.run_graph()
+    assert blocker.args[0].status == "ok"
+    (png,) = (tmp_path / "out").glob("hello_*.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative paths of the graph name nothing here or beside the PNG
+    assert window.open_path(png)
+    assert window.doc.graph.nodes["scene"].params["path"] == "inputs/red_circle_on_blue.png"  # as written
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000) as blocker:
+        window.run_graph()
+    assert blocker.args[0].status == "ok", blocker.args[0].error
+    again = sorted((tmp_path / "out").glob("hello_*.png"))[-1]
+    assert again != png
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(png)))
+    (folder / "inputs" / "red_circle_on_blue.png").unlink()
+    assert window.open_path(png)
+    with qtbot.waitSignal(window.runner.finished, timeout=120_000) as blocker:
+        window.run_graph()
+    assert blocker.args[0].status == "failed"
+    assert "--set scene.path=PATH" in str(blocker.args[0].error)

@@ -485,3 +485,42 @@ def test_config_round_trip_and_checks():
     with pytest.raises(ValueError, match="Optimus latent_dim .* must equal UNet text_dim"):
         VDConfig(unet=tiny.unet, vae=tiny.vae, clip_text=tiny.clip_text, clip_vision=tiny.clip_vision,
                  optimus=full_config().optimus, name="bad")
+
+
+# ---------------------------------------------------------------------------
+# Checking weights from their headers (load_vd(shapes_only=True)), as preflight does
+# ---------------------------------------------------------------------------
+
+def test_shapes_only_checks_every_arrangement_without_reading_weights(ref, v1_file, v2_files):
+    for path, extras in ((ref["folder"], {}), (v1_file, {}),
+                         (v2_files / "vd-four-flow-v1-0.pth", {"image_vae": v2_files / "kl-f8.pth",
+                                                                "text_vae": v2_files / "optimus-vae.pth",
+                                                                "clip": ref["folder"]})):
+        model = load_vd(path, config=tiny_config(), shapes_only=True, **extras)
+        assert {p.device.type for p in model.parameters()} == {"meta"}
+        assert model.components == frozenset(COMPONENTS) or path == ref["folder"]
+
+
+def test_shapes_only_names_the_component_key_and_shapes_of_a_wrong_tensor(v1_file, tmp_path):
+    state = torch.load(v1_file, weights_only=True)
+    key = "model.diffusion_model.unet_image.out.2.weight"
+    state[key] = torch.zeros(3, *state[key].shape[1:])
+    path = tmp_path / "wrong.pth"
+    torch.save(state, path)
+    with pytest.raises(KeyMismatchError, match=r"wrong\.pth.*unet_image\.out\.2\.weight: \[3, .*component: unet\.data\.image"):
+        load_vd(path, config=tiny_config(), shapes_only=True)
+
+
+def test_a_diffusers_folder_with_a_missing_component_or_a_broken_index(ref, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(ref["folder"], tmp_path / "copy"))
+    shutil.rmtree(folder / "vae")
+    with pytest.raises(CheckpointError, match=r"lists the component\(s\) \['vae'\].*incomplete"):
+        load_vd(folder, config=tiny_config(), shapes_only=True)
+    (folder / "model_index.json").write_text('{"image_unet": ["diffusers", ')
+    with pytest.raises(CheckpointError, match="model_index.json.*not valid JSON"):
+        load_vd(folder, config=tiny_config(), shapes_only=True)
+    (folder / "model_index.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="holds a list"):
+        load_vd(folder, config=tiny_config(), shapes_only=True)

@@ -38,7 +38,7 @@ def manager():
 
 def executor(registry, manager, out_dir) -> Executor:
     return Executor(registry, out_dir=str(out_dir),
-                    services={"models": manager, "run_seed": None, "manifest": manager.manifest})
+                    services={"models": manager, "manifest": manager.manifest})
 
 
 def fast(graph, registry):

@@ -71,11 +71,12 @@ class NodeContext:
     _run_id: str
     warnings: list[str] = field(default_factory=list)
     registry: Registry | None = None  # what the run was built from (nodes, types, model groups)
+    run_seed: int | None = None  # the run's base seed (``--seed``), recorded in saved outputs
 
     def resolve_path(self, path: str) -> str:
         """A user path: absolute as is; relative to the graph's folder if it exists there,
         else relative to the working directory."""
-        return resolve_user_path(path, self.base_dir)
+        return resolve_user_path(path, self.base_dir, self.graph.located_inputs)
 
     def progress(self, fraction: float, message: str = "", preview: Any = None) -> None:
         """Report progress in [0, 1], optionally with a preview value (e.g. an image tensor)."""
@@ -146,7 +147,7 @@ class Executor:
                           for name, link in spec.inputs.items()}
             keys[nid] = node_key(spec.type, decl.version, spec.params, input_keys,
                                  seed=self._node_seed(decl, spec.params, seed),
-                                 fingerprint=self._fingerprint(decl, spec.params, graph_dir(graph)))
+                                 fingerprint=self._fingerprint(decl, spec.params, graph))
         return keys
 
     @staticmethod
@@ -156,10 +157,14 @@ class Executor:
         name = next(n for n, p in decl.params.items() if p.type == "Seed")
         return derive_seed(base, params[name])
 
-    def _fingerprint(self, decl: NodeDecl, params: Mapping[str, Any], base_dir: str) -> str | None:
+    def _env(self, graph: Graph) -> dict[str, Any]:
+        """What fingerprint and preflight functions get: where paths resolve, where outputs go."""
+        return {"base_dir": graph_dir(graph), "out_dir": self.out_dir, "located": graph.located_inputs}
+
+    def _fingerprint(self, decl: NodeDecl, params: Mapping[str, Any], graph: Graph) -> str | None:
         if decl.purity is not Purity.EXTERNAL or decl.fingerprint is None:
             return None
-        return decl.fingerprint(params, {"base_dir": base_dir, "out_dir": self.out_dir})
+        return decl.fingerprint(params, self._env(graph))
 
     # -- targets ----------------------------------------------------------------
     def resolve_targets(self, graph: Graph, targets: Iterable[str] | None) -> dict[str, set[str]]:
@@ -196,7 +201,7 @@ class Executor:
     # -- checks -----------------------------------------------------------------
     def preflight(self, graph: Graph, nodes: Iterable[str] | None = None) -> list[Problem]:
         """Cheap input checks of ``nodes`` (default: all) that need no weights: files exist..."""
-        env = {"base_dir": graph_dir(graph), "out_dir": self.out_dir}
+        env = self._env(graph)
         wanted = list(graph.nodes if nodes is None else nodes)
         problems = [m.problem() for m in graph.missing_inputs if m.still_wanted(graph, wanted)]
         missing = {p.where for p in problems}  # a re-run PNG's input not found again: nothing more to say
@@ -219,7 +224,13 @@ class Executor:
         cancel: CancelToken | None = None,
         raise_errors: bool = True,
     ) -> RunResult:
-        """Run what ``targets`` need. Raises the node's error unless ``raise_errors=False``."""
+        """Run what ``targets`` need. Raises the node's error unless ``raise_errors=False``.
+
+        ``seed`` is the base seed mixed into every seeded node; a graph read from a saved PNG
+        runs, when none is given, with the one it was made with (so it re-renders the PNG).
+        """
+        if seed is None and isinstance(graph.manifest.get("seed"), int):
+            seed = graph.manifest["seed"]
         with self._lock:
             return self._run(graph, targets, seed, on_event or (lambda e: None),
                              cancel or CancelToken(), raise_errors)
@@ -309,7 +320,7 @@ class Executor:
         kwargs.update(spec.params)
         ctx = NodeContext(nid, spec.type, self.device, self.dtype,
                           self._node_seed(decl, spec.params, seed), self.out_dir, graph_dir(graph),
-                          graph, self.services, emit, cancel, run_id, registry=self.registry)
+                          graph, self.services, emit, cancel, run_id, registry=self.registry, run_seed=seed)
         emit(ev.NodeStarted(run_id, nid, spec.type))
         t0 = time.perf_counter()
         try:

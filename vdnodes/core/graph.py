@@ -37,7 +37,7 @@ from vdnodes.core.jsonfile import parse_json
 from vdnodes.core.limits import check_input_file
 from vdnodes.core.node import NodeDecl, parse_version
 from vdnodes.core.pngmeta import GRAPH_KEY, MANIFEST_KEY, is_png, read_png_text
-from vdnodes.core.provenance import relocate_inputs
+from vdnodes.core.provenance import locate_inputs
 from vdnodes.core.registry import Registry
 from vdnodes.core.types import SocketType, explain_mismatch, suggest
 
@@ -76,9 +76,11 @@ class Graph:
     ui: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = "graph"  # where it came from, for messages
-    # Read from a PNG saved by vdnodes: its run manifest, and the recorded input files that
-    # were not found again (``provenance.relocate_inputs``); never written back to a file.
+    # Read from a PNG saved by vdnodes: its run manifest, where its recorded input files were
+    # found again (path value -> file) and those that were not (``provenance.locate_inputs``).
+    # Never written to a graph file.
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+    located_inputs: dict[str, str] = field(default_factory=dict, repr=False)
     missing_inputs: list[Any] = field(default_factory=list, repr=False)
 
     def copy(self) -> "Graph":
@@ -129,7 +131,7 @@ def attach_png_origin(graph: Graph, path: str | os.PathLike[str]) -> Graph:
         raise UserInputError(f"cannot read PNG {p}: {e}") from None
     manifest = parse_json(text, f"{p} (embedded run manifest)") if text else {}
     graph.manifest = manifest if isinstance(manifest, dict) else {}
-    graph.missing_inputs = relocate_inputs(graph, graph.manifest, str(p.resolve().parent))
+    graph.missing_inputs = locate_inputs(graph, graph.manifest, str(p.resolve().parent))
     return graph
 
 

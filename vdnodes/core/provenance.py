@@ -31,8 +31,14 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def resolve_user_path(path: str, base_dir: str) -> str:
-    """A user path: absolute as is; relative to ``base_dir`` if it exists there, else to the working directory."""
+def resolve_user_path(path: str, base_dir: str, located: Mapping[str, str] | None = None) -> str:
+    """A user path: absolute as is; relative to ``base_dir`` if it exists there, else to the working directory.
+
+    ``located`` maps path values of a graph re-run from a saved PNG to the files found for
+    them (``locate_inputs``); those win.
+    """
+    if located and path in located:
+        return located[path]
     p = Path(os.path.expanduser(path))
     if p.is_absolute():
         return str(p)
@@ -53,7 +59,7 @@ def record_inputs(graph: Any, registry: Any, base_dir: str) -> dict[str, Any]:
             value = spec.params.get(name)
             if not (param.input_file and isinstance(value, str) and value):
                 continue
-            file = Path(resolve_user_path(value, base_dir))
+            file = Path(resolve_user_path(value, base_dir, graph.located_inputs))
             if file_kind_problem(file, "file", max_bytes=max_input_bytes()) is None:
                 files[f"{nid}.{name}"] = {"path": value, "resolved": str(file.resolve()),
                                           "sha256": file_digest(file)}
@@ -82,13 +88,14 @@ class MissingInput:
                        f"put the file back, or supply another with --set {self.ref}=PATH")
 
 
-def relocate_inputs(graph: Any, manifest: Mapping[str, Any], here: str) -> list[MissingInput]:
-    """Point each recorded input of ``graph`` (re-run from a PNG in folder ``here``) at its file.
+def locate_inputs(graph: Any, manifest: Mapping[str, Any], here: str) -> list[MissingInput]:
+    """Find each recorded input of ``graph`` (re-run from a PNG in folder ``here``) again.
 
-    A param is changed to the absolute path of the first candidate whose SHA-256 matches:
-    the recorded location, the path beside the original graph's folder, the path beside
-    ``here``. Params whose value no longer equals the recorded one are left alone (the user
-    chose another file). Returns the inputs found nowhere.
+    The first candidate whose SHA-256 matches wins: the recorded location, the path beside
+    the original graph's folder, the path beside ``here``. Found files go into
+    ``graph.located_inputs`` (path value -> file), which path resolution consults; the
+    params keep their values, so the graph saves as it was written. Returns the inputs
+    found nowhere.
     """
     record = manifest.get("inputs") if isinstance(manifest, Mapping) else None
     if not isinstance(record, Mapping) or not isinstance(record.get("files"), Mapping):
@@ -103,7 +110,7 @@ def relocate_inputs(graph: Any, manifest: Mapping[str, Any], here: str) -> list[
         value, digest = str(entry["path"]), str(entry.get("sha256", ""))
         found = _find(_candidates(value, str(entry.get("resolved", "")), graph_dir, here), digest)
         if isinstance(found, Path):
-            spec.params[name] = str(found)
+            graph.located_inputs[value] = str(found)
         else:
             missing.append(MissingInput(str(ref), value, digest, found))
     return missing

@@ -58,11 +58,13 @@ class KeyMismatchError(CheckpointError):
     """Checkpoint keys and model keys do not correspond; lists what differs."""
 
     def __init__(self, message: str, missing: list[str], unexpected: list[str],
-                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
+                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+                 mismatched_ours: list[str] | None = None) -> None:
         super().__init__(message)
         self.missing = missing
         self.unexpected = unexpected
         self.mismatched = mismatched
+        self.mismatched_ours = mismatched_ours or []  # our names of the wrong-shaped tensors
 
 
 # ---------------------------------------------------------------------------
@@ -102,9 +104,14 @@ def _sniff(path: Path) -> str:
 
 
 def _check_file(path: PathLike) -> Path:
+    from vdnodes.core.limits import file_kind_problem
+
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    why = None if p.is_dir() else file_kind_problem(p, "checkpoint file")  # a FIFO or a device: never read
+    if why:
+        raise CheckpointError(why)
     if p.is_dir():
         raise CheckpointError(
             f"{str(p)!r} is a folder; expected a checkpoint file "
@@ -143,6 +150,48 @@ class SafetensorsState(Mapping[str, torch.Tensor]):
     def shape(self, key: str) -> tuple[int, ...]:
         """Shape without reading the data."""
         return tuple(self._file.get_slice(key).get_shape())
+
+    def meta(self, key: str) -> torch.Tensor:
+        """A ``meta`` tensor of the stored shape and dtype, from the header alone."""
+        info = self._file.get_slice(key)
+        dtype = _SAFETENSORS_DTYPES.get(info.get_dtype(), torch.float32)
+        return torch.empty(tuple(info.get_shape()), dtype=dtype, device="meta")
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def meta_tensor(state: StateDict, key: str) -> torch.Tensor:
+    """``state[key]`` as a ``meta`` tensor (shape and dtype only), read from headers where lazy.
+
+    States that gather others (several files, shards) say where a key lives with ``locate``.
+    """
+    locate = getattr(state, "locate", None)
+    if locate is not None:
+        inner, inner_key = locate(key)
+        return meta_tensor(inner, inner_key)
+    if isinstance(state, SafetensorsState):
+        return state.meta(key)
+    return torch.empty_like(state[key], device="meta")  # torch.load'ed (memory-mapped): no copy
+
+
+class ShapesOnly(Mapping[str, torch.Tensor]):
+    """A state whose tensors are ``meta`` stand-ins: loading through it checks keys and shapes
+    against a model without reading any weights (``load_vd(shapes_only=True)``)."""
+
+    def __init__(self, state: StateDict) -> None:
+        self._state = state
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return meta_tensor(self._state, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
 
 
 def _check_safetensors_size(path: Path) -> None:
@@ -475,7 +524,7 @@ def load_into(
             parts.append(f"{len(mismatched)} with the wrong shape, e.g. {_examples(shown)}")
         raise KeyMismatchError(
             f"{what} does not fit {type(module).__name__}: " + "; ".join(parts),
-            missing, unexpected, mismatched)
+            missing, unexpected, mismatched, sorted(wrong_shape))
 
     n_loaded = len(loaded)
     # Fill in tied aliases so load_state_dict sees a complete dict, then re-tie.

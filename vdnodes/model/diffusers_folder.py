@@ -22,6 +22,10 @@ _WEIGHT_FILES = (
 )
 
 
+# The components whose weights a VD pipeline folder must hold when model_index.json lists them.
+WEIGHT_COMPONENTS = ("image_unet", "text_unet", "vae", "text_encoder", "image_encoder")
+
+
 def is_diffusers_folder(path: PathLike) -> bool:
     return Path(path).is_dir() and (Path(path) / "model_index.json").is_file()
 
@@ -34,6 +38,9 @@ class _MergedState(Mapping[str, torch.Tensor]):
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self._shards[self._where[key]][key]
+
+    def locate(self, key: str) -> tuple[StateDict, str]:
+        return self._shards[self._where[key]], key
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
@@ -61,9 +68,17 @@ class DiffusersFolder:
                                   "pipeline folder (e.g. shi-labs/versatile-diffusion)")
         try:
             index = json.loads(index_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise CheckpointError(f"{str(index_path)!r} is not valid JSON ({e})") from None
-        return cls(root, index)
+        if not isinstance(index, dict):
+            raise CheckpointError(f"{str(index_path)!r} holds a {type(index).__name__}, not an object of "
+                                  "components (\"unet\": [\"diffusers\", \"UNet2DConditionModel\"], ...)")
+        folder = cls(root, index)
+        gone = [n for n in folder.components if n in WEIGHT_COMPONENTS and not (root / n).is_dir()]
+        if gone:
+            raise CheckpointError(f"{str(index_path)!r} lists the component(s) {gone}, but {str(root)!r} "
+                                  f"has no such folder; the download is incomplete")
+        return folder
 
     @property
     def components(self) -> list[str]:

@@ -262,6 +262,9 @@ class _CombinedState(Mapping[str, torch.Tensor]):
         state, inner = self._where[key]
         return state[inner]
 
+    def locate(self, key: str) -> tuple[StateDict, str]:
+        return self._where[key]
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
 
@@ -403,6 +406,7 @@ def load_vd(
     text_vae: PathLike | None = None,
     clip: PathLike | None = None,
     optimus_vocab: PathLike | None = None,
+    shapes_only: bool = False,
 ) -> VersatileDiffusion:
     """Load VD from ``path``: a diffusers folder, a v1/v2 ``.pth``, kl-f8/Optimus alone, or ours.
 
@@ -412,6 +416,8 @@ def load_vd(
     file lacks: the v2 ``.pth`` holds only the UNets, diffusers has no Optimus.
     ``config`` sets the sizes of files that carry none (default: full-size VD).
     ``optimus_vocab``: folder with VD's bundled Optimus vocabulary files.
+    ``shapes_only``: check layout, keys and shapes from the files' headers without reading
+    weights (the model comes back on ``meta``); a ``CheckpointError`` names what does not fit.
     """
     from vdnodes.model.tokenizers import load_optimus_tokenizers
 
@@ -452,16 +458,32 @@ def load_vd(
             + (f"; pass {', '.join(need)}" if need else "") + f". It holds: {sorted(available) or 'nothing'}")
 
     # 4. Build with parameters on meta, then read and place only what is wanted.
-    opt_tok = load_optimus_tokenizers(optimus_vocab) if optimus_vocab is not None else None
+    opt_tok = load_optimus_tokenizers(optimus_vocab) if optimus_vocab is not None and not shapes_only else None
+    if shapes_only:
+        state, device = ck.ShapesOnly(state), "meta"
     model = build(config, wanted, device=device, dtype=dtype, empty=True,
                   clip_tokenizer=clip_tok, optimus_tokenizers=opt_tok)
     skip = tuple(pre for c, prefixes in COMPONENT_PREFIXES.items() if c not in wanted for pre in prefixes)
-    ck.load_into(model, state, keymap, ignore=ignore, skip=skip, device=device,
-                 what=f"{layout.value} checkpoint {str(p)!r}")
+    try:
+        ck.load_into(model, state, keymap, ignore=ignore, skip=skip, device=device,
+                     what=f"{layout.value} checkpoint {str(p)!r}")
+    except ck.KeyMismatchError as e:
+        if not e.mismatched:
+            raise
+        by_component = sorted({_component_of(ours) for ours in e.mismatched_ours})
+        raise ck.KeyMismatchError(f"{e} (component{'s' if len(by_component) > 1 else ''}: "
+                                  f"{', '.join(by_component)})", e.missing, e.unexpected, e.mismatched) from None
+    if shapes_only:
+        return model
     left = ck.meta_names(model)
     if left:
         raise CheckpointError(f"after loading, {len(left)} tensors were never filled, e.g. {left[:5]}")
     return model.to(device).eval()  # parameters are in place already; this moves the buffers
+
+
+def _component_of(ours: str) -> str:
+    """The component (``unet_image``, ``vae_text``...) that our parameter name belongs to."""
+    return next((c for c, prefixes in COMPONENT_PREFIXES.items() if ours.startswith(prefixes)), "other")
 
 
 def save_vd(model: VersatileDiffusion, path: PathLike, metadata: Mapping[str, Any] | None = None) -> Path:

@@ -27,7 +27,7 @@ def _file_fingerprint(params: Mapping[str, Any], env: Mapping[str, str]) -> str:
     """Content hash of the file a loader reads, so editing the file re-runs the node."""
     from vdnodes.core.limits import file_kind_problem, max_input_bytes
 
-    path = Path(resolve_user_path(params["path"], env["base_dir"]))
+    path = Path(resolve_user_path(params["path"], env["base_dir"], env.get("located")))
     why = file_kind_problem(path, "image file", max_bytes=max_input_bytes())
     if why:  # never read a FIFO, a device or a huge file; the node itself reports why
         return f"unreadable:{path}:{why}"
@@ -43,7 +43,7 @@ def _image_preflight(params: Mapping[str, Any], env: Mapping[str, str]) -> str |
 
     if not params["path"]:
         return "no image file given (set the 'path' param)"
-    path = Path(resolve_user_path(params["path"], env["base_dir"]))
+    path = Path(resolve_user_path(params["path"], env["base_dir"], env.get("located")))
     try:
         with open_image(path):
             pass
@@ -213,7 +213,7 @@ def run_manifest(ctx) -> dict[str, Any]:
         "device": ctx.device,
         "dtype": ctx.dtype,
         "nodes": {nid: {"type": s.type, "version": s.version} for nid, s in ctx.graph.nodes.items()},
-        "seed": ctx.services.get("run_seed"),
+        "seed": getattr(ctx, "run_seed", None),
         "inputs": record_inputs(ctx.graph, getattr(ctx, "registry", None), ctx.base_dir),
     }
     try:

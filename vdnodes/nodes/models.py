@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vdnodes.core.errors import NodeInputError
-from vdnodes.core.executor import resolve_user_path
+from vdnodes.core.provenance import resolve_user_path
 from vdnodes.core.graph import Graph
 from vdnodes.core.node import Out, Param, node
 from vdnodes.core.registry import Registry
@@ -337,7 +337,11 @@ def _model_fingerprint(params: Any, env: Any) -> str:
 
 
 def _model_preflight(params: Any, env: Any) -> str | None:
-    """Every path the node names exists (weights are not read here)."""
+    """Every path the node names is there, and real VD weights fit the model in layout, keys and
+    shapes (read from the files' headers; no weight is read)."""
+    from vdnodes.core.limits import file_kind_problem
+
+    paths = {}
     for name in ("source", "image_vae", "text_vae", "clip", "optimus_vocab"):
         value = params[name]
         if not value or (name == "source" and value == "tiny"):
@@ -348,9 +352,28 @@ def _model_preflight(params: Any, env: Any) -> str | None:
             if not NANO_WEIGHTS.is_file():
                 return "source: " + missing_weights_message()
             continue
-        path = Path(resolve_user_path(value, env["base_dir"]))
-        if not path.exists():
-            return f"{name}: not found: {path}"
+        path = Path(resolve_user_path(value, env["base_dir"], env.get("located")))
+        why = file_kind_problem(path, "model file", folder_ok=True)
+        if why:
+            return f"{name}: {why}"
+        paths[name] = str(path)
+    source = paths.pop("source", None)
+    if source is None or _is_nano_file(source):
+        return None
+    return _weights_problem(source, paths)
+
+
+def _weights_problem(source: str, extras: dict[str, str]) -> str | None:
+    """Why the VD weights at ``source`` (+ extra component files) cannot load, from headers only."""
+    from vdnodes.model import vd
+    from vdnodes.model.checkpoints import CheckpointError
+
+    try:
+        vd.load_vd(source, shapes_only=True, **extras)
+    except CheckpointError as e:
+        return f"source: {e}"
+    except (OSError, ValueError) as e:
+        return f"source: cannot read {source}: {e}"
     return None
 
 

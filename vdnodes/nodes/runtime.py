@@ -13,15 +13,15 @@ from vdnodes.core.executor import Executor
 from vdnodes.core.registry import Registry
 
 
-def run_services(seed: int | None) -> dict[str, Any]:
+def run_services() -> dict[str, Any]:
     """What node bodies reach through ``ctx``: the shared model manager and manifest hooks."""
     from vdnodes.nodes.models import default_manager
 
     manager = default_manager()
-    return {"models": manager, "run_seed": seed, "manifest": manager.manifest}
+    return {"models": manager, "manifest": manager.manifest}
 
 
 def build_executor(registry: Registry, *, device: str = "cpu", dtype: str = "float32",
-                   out_dir: str = "out", seed: int | None = None) -> Executor:
-    """An executor over ``registry`` with the shared model manager; ``seed`` is the run's base seed."""
-    return Executor(registry, device=device, dtype=dtype, out_dir=out_dir, services=run_services(seed))
+                   out_dir: str = "out") -> Executor:
+    """An executor over ``registry`` with the shared model manager."""
+    return Executor(registry, device=device, dtype=dtype, out_dir=out_dir, services=run_services())
