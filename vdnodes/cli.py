@@ -152,7 +152,7 @@ def _registry_and_report(args: argparse.Namespace, *, warn: bool = True):
     """The core nodes plus the plugins the options allow; plugin failures are warnings on stderr."""
     from vdnodes.core.errors import UserInputError
     from vdnodes.nodes import build_registry_with_plugins
-    from vdnodes.plugins import parse_allow
+    from vdnodes.plugins import PluginError, parse_allow, safe_mode_from_env, timeout_from_env
 
     allow = None
     if args.plugins is not None:
@@ -162,6 +162,11 @@ def _registry_and_report(args: argparse.Namespace, *, warn: bool = True):
                                  "--plugins minimal,palette (or --no-plugins for none)")
     # An explicit --plugins list loads those plugins even when VDNODES_NO_PLUGINS is set.
     enabled = False if args.no_plugins else (True if allow else None)
+    if enabled or (enabled is None and not safe_mode_from_env()):  # safe mode must always start
+        try:
+            timeout_from_env()
+        except PluginError as e:
+            raise UserInputError(str(e)) from None
     registry, report = build_registry_with_plugins(enabled=enabled, allow=allow)
     args.plugin_report = report
     if report.missing:
@@ -171,6 +176,8 @@ def _registry_and_report(args: argparse.Namespace, *, warn: bool = True):
         names = ", ".join(repr(n) + suggest(n, found) for n in report.missing)
         raise UserInputError(f"--plugins: no plugin named {names} was found "
                              f"(found: {', '.join(found) or 'none'}); 'vdnodes plugins' lists what is installed")
+    for line in report.output_notes():  # what plugins printed: stderr, so stdout stays machine-readable
+        print(f"vdnodes: {line}", file=sys.stderr)
     if warn:
         for line in report.warnings():
             print(f"vdnodes: warning: {line}", file=sys.stderr)

@@ -210,6 +210,8 @@ class MainWindow(QMainWindow):
             self.viewer.log(f"plugin {p.name} {p.version} loaded")
         for line in report.warnings():
             self.viewer.log(f"warning: {line}")
+        for line in report.output_notes():  # what plugins printed while they loaded
+            self.viewer.log(line)
         if report.failed:
             names = ", ".join(p.name for p in report.failed)
             n = len(report.failed)
