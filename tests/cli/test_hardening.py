@@ -304,3 +304,13 @@ def test_weights_of_the_wrong_shape_are_refused_at_validation_naming_component_k
     code, _, err = cli(capsys, "validate", str(graph_file(tmp_path, "text_to_image", model__source=str(bad))))
     assert code == 2 and "node 'model'" in err and key in err and "component" in err, err
     assert f"{list(state[key].shape)} vs model" in err, err
+
+
+def test_text_encoders_refuse_lone_surrogates_from_any_source():
+    from vdnodes.core.errors import NodeInputError
+    from vdnodes.nodes.encode import check_prompts, check_unicode
+
+    for check in (check_unicode, check_prompts):
+        with pytest.raises(NodeInputError, match=r"text item 1: .*surrogate"):
+            check(["a red circle", "a blue \ud800 square"])
+    check_unicode(["", "fine"])  # empty generated text is the encoder's business, not invalid

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from vdnodes.core.errors import NodeInputError
-from vdnodes.core.node import In, Out, Param, node
+from vdnodes.core.node import In, Out, Param, node, unicode_problem
 
 UNCOND_DOC = ("Unconditional context paired with it for guidance (vd-architecture §4.3): 'zeros' "
               "(VD v2, image output), 'black' (VD v2, image->text), 'grey' (VD v1 and diffusers).")
 
 
+def check_unicode(text: list[str], socket: str = "text") -> None:
+    """Refuse text the tokenizers cannot take (a lone surrogate), naming the item and position."""
+    for i, item in enumerate(text):
+        why = unicode_problem(item) if isinstance(item, str) else f"expected a string, got {type(item).__name__}"
+        if why:
+            raise NodeInputError(f"text item {i}: {why}", socket=socket)
+
+
 def check_prompts(text: list[str], socket: str = "text") -> None:
-    """Refuse empty prompts before any weights load."""
+    """Refuse empty prompts (and invalid text) before any weights load."""
+    check_unicode(text, socket)
     empty = [i for i, t in enumerate(text) if not t.strip()]
     if not text or empty:
         which = "the prompt is" if len(text) <= 1 else f"prompt(s) {empty} are"
@@ -40,6 +49,7 @@ def encode_text(ctx, model, text: list[str]):
 
     from vdnodes.nodes.values import Conditioning
 
+    check_unicode(text)
     if _typed_by_user(ctx):
         check_prompts(text)
     elif not text or any(not t.strip() for t in text):
