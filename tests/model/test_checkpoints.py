@@ -337,6 +337,9 @@ def test_diffusers_folder_errors(tmp_path, small_state):
         {"_class_name": "VersatileDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"],
          "text_unet": ["versatile_diffusion", "UNetFlatConditionModel"], "safety_checker": [None, None]}))
     (tmp_path / "vae").mkdir()
+    with pytest.raises(CheckpointError, match=r"lists the component\(s\) \['text_unet'\].*incomplete"):
+        DiffusersFolder.open(tmp_path)  # found when the folder is opened, not at the first node using it
+    (tmp_path / "text_unet").mkdir()
     folder = DiffusersFolder.open(tmp_path)
     assert folder.components == ["text_unet", "vae"]
     with pytest.raises(CheckpointError, match="no component 'image_unet'.*text_unet, vae"):
