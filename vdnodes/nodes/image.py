@@ -42,3 +42,17 @@ def match_colors_node(ctx, image, reference, mode: str, strength: float, keep: f
     from vdnodes.model.colour_v1 import match_colors_v1
 
     return match_colors_v1(image.float(), reference.float(), histogram=mode == "v1_histogram", keep=keep)
+
+
+@node("image.to_mask", version="1.0.0", category="image", title="Image to mask",
+      doc="One channel of an image as a mask for 'Encode image (CLIP)'. VD's blenders take the "
+          "painted strokes (white = painted) and keep 1 - painted, so 'invert' is on by default.",
+      inputs={"image": In("Image")},
+      params={"channel": Param("Enum", "red", choices=("red", "green", "blue", "mean"),
+                               doc="Which channel (VD reads the first: red)."),
+              "invert": Param("Bool", True, doc="Keep = 1 - channel (painted areas are dropped), as VD.")},
+      outputs={"mask": Out("Mask")})
+def image_to_mask(ctx, image, channel: str, invert: bool):
+    image = image.float()
+    m = image.mean(dim=1, keepdim=True) if channel == "mean" else image[:, ("red", "green", "blue").index(channel)][:, None]
+    return (1 - m if invert else m).clamp(0, 1)
