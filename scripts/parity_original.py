@@ -7,13 +7,16 @@ PATH is a clone of SHI-Labs/Versatile-Diffusion at its Feb 2023 HEAD. The Dec 20
 (``git show 51dcd3b:...``) when its tree does not have them. Results go to
 ``benchmarks/results/parity_original.json`` (max abs differences; 0 means bit-identical).
 
-What runs is the original code: VD's ``DDIMSampler`` (lib/model_zoo/ddim.py) and schedule
+What runs is the original code: VD's UNets (lib/model_zoo/openaimodel.py) routed by
+``VD_v2_0.apply_model`` / ``apply_model_multicontext`` for every flow, its ``DDIMSampler``
+(lib/model_zoo/ddim.py) and schedule
 (``make_beta_schedule``, ``VD_v2_0.register_schedule``, ``q_sample``), ``adjust_rank`` and
 ``remove_duplicate_word`` (app.py), ``find_low_rank`` / ``remove_low_rank`` (inference.py) and
 ``color_adjust`` (sd_default.py). Functions are taken from their files by source (``ast``), so
 gradio and torchvision need not be installed; numpy, torch, einops and tqdm must be. Shims, and
 only these: torchvision's ``ToPILImage`` for float tensors (``mul(255).byte()``, as torchvision
-does it); ``DDIMSampler.register_buffer`` without its move to CUDA; a model object carrying VD's
+does it); ``DDIMSampler.register_buffer`` without its move to CUDA; VD's model registry
+(``common/get_model.py`` imports torchvision) as a no-op ``register``; a model object carrying VD's
 schedule whose ``apply_model`` calls vdnodes' tiny random UNet (the same network on both sides, so
 the sampler is what is compared) and whose ``q_sample`` is VD's with the noise handed in. Inline
 arithmetic of ``app.py`` / ``inference.py`` (I2T2I's projection, v2's "Simple" colour match, v1's
@@ -305,6 +308,80 @@ def compare_captions(root: Path) -> dict[str, Any]:
             "v1_merge_differs": v1_wrong}
 
 
+# ----------------------------------------------------------------------------- flows
+
+def original_unets(root: Path, width: int, text_dim: int):
+    """VD's ``UNetModel2D_Next`` / ``UNetModel0D_Next`` (lib/model_zoo/openaimodel.py lines 2575, 2814) at
+    a small width, configured as configs/model/openai_unet.yaml's v1 entries. Their registry module
+    (common/get_model.py, which imports torchvision) is replaced by a no-op ``register``."""
+    pkg = model_zoo_package(root)
+    for name in ("lib", "lib.model_zoo", "lib.model_zoo.common"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    registry = types.ModuleType("lib.model_zoo.common.get_model")
+    registry.register = lambda *_a, **_k: (lambda cls: cls)
+    registry.get_model = None
+    sys.modules.setdefault("lib.model_zoo.common.get_model", registry)
+    unets = importlib.import_module(f"{pkg}.openaimodel")
+    image = unets.UNetModel2D_Next(in_channels=4, model_channels=width, out_channels=4, num_res_blocks=[2, 2, 2, 2],
+                                   attention_resolutions=[4, 2, 1], context_dim=width, channel_mult=[1, 2, 2, 2],
+                                   num_heads=8, use_checkpoint=False, parts=["global", "data", "context"])
+    text = unets.UNetModel0D_Next(input_channels=text_dim, model_channels=width, output_channels=text_dim,
+                                  context_dim=width, num_noattn_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 2, 2],
+                                  second_dim=[4, 4, 4, 4], with_attn=[True, True, True, False], num_heads=8,
+                                  use_checkpoint=False, parts=["data", "context"])
+    return pkg, torch.nn.ModuleDict({"image": image, "text": text})
+
+
+def compare_flows(root: Path) -> dict[str, Any]:
+    """Our UNet and VD's (``VD_v2_0.apply_model`` / ``apply_model_multicontext``, vd.py lines 330-460)
+    on the same random weights, copied into VD's modules through our v2 key map."""
+    from vdnodes.model.conditioning import ContextInput
+    from vdnodes.model.keymap import PrefixIndex, fit_shape
+    from vdnodes.model.unet import UNet, UNetConfig
+    from vdnodes.model.unet_keys import vd_v2_keymap
+
+    width = 32  # VD's GroupNorm has 32 groups: the smallest width it accepts
+    config = UNetConfig(model_channels=width, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
+                        attention_levels=(0, 1, 2), heads=8, context_dim=width, text_dim=width, norm_groups=32)
+    torch.manual_seed(0)
+    ours = UNet(config).eval()
+    for p in ours.parameters():  # no zero-initialised outputs: every layer must matter
+        torch.nn.init.normal_(p, std=0.05)
+    pkg, diffuser = original_unets(root, width, width)
+    mine, index = ours.state_dict(), PrefixIndex(vd_v2_keymap(config))
+    theirs = {}
+    for key, value in diffuser.state_dict().items():
+        name = index.rename("diffuser." + key)
+        theirs[key] = fit_shape(mine[name], tuple(value.shape))
+    diffuser.load_state_dict(theirs)
+    diffuser.eval()
+
+    ns = functions_from(read_original(root, "lib/model_zoo/vd.py"),
+                        {"VD_v2_0.apply_model", "VD_v2_0.context_mixing", "VD_v2_0.apply_model_multicontext"},
+                        {"torch": torch, "np": np, "npr": np.random, "__package__": pkg, "__name__": pkg + ".vd"},
+                        "lib/model_zoo/vd.py")
+    vd = types.SimpleNamespace(diffuser=diffuser, global_layer_ptr="image")
+    vd.context_mixing = types.MethodType(ns["context_mixing"], vd)
+
+    g = torch.Generator().manual_seed(2)
+    xs = {"image": torch.randn(2, 4, 8, 8, generator=g), "text": torch.randn(2, width, generator=g)}  # VD: [n, 768]
+    cs = {"image": torch.randn(2, 17, width, generator=g), "text": torch.randn(2, 7, width, generator=g)}
+    t = torch.tensor([981, 321])
+    out: dict[str, Any] = {}
+    with torch.no_grad():
+        for xt in ("image", "text"):
+            for ct in ("image", "text"):
+                ref = ns["apply_model"](vd, {"type": xt, "x": xs[xt]}, t, {"type": ct, "c": cs[ct]})
+                got = ours(xs[xt], t, xt, [ContextInput(cs[ct], ct, 1.0)])
+                out[f"{xt}_from_{ct}"] = max_abs(ref.flatten(1), got.flatten(1))
+        infos = [{"type": "image", "c": cs["image"], "ratio": 0.3}, {"type": "text", "c": cs["text"], "ratio": 0.7}]
+        ref = ns["apply_model_multicontext"](vd, {"type": "image", "x": xs["image"]}, t, infos)
+        got = ours(xs["image"], t, "image", [ContextInput(cs["image"], "image", 0.3), ContextInput(cs["text"], "text", 0.7)])
+        out["image_dual_context_0.3_0.7"] = max_abs(ref, got)
+    out["output_scale"] = float(got.abs().max())
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 
 def main() -> int:
@@ -322,7 +399,8 @@ def main() -> int:
                 "disentanglement": lambda: compare_disentanglement(root),
                 "i2t2i_edit": compare_i2t2i_edit,
                 "colour": lambda: compare_colour(root),
-                "captions": lambda: compare_captions(root)}
+                "captions": lambda: compare_captions(root),
+                "flows": lambda: compare_flows(root)}
     results: dict[str, Any] = {}
     for name, run in sections.items():
         try:
@@ -336,9 +414,8 @@ def main() -> int:
         "torch": torch.__version__, "numpy": np.__version__,
         "model": "vdnodes' tiny random model (same weights on both sides), CPU, fp32",
         "results": results,
-        "not_compared": "the UNet flows themselves: the original model classes import torchvision; "
-                        "tests/model/test_unet_parity.py and test_vd.py compare them through diffusers "
-                        "and the derived v1/v2 key layouts",
+        "flows_model": "a 32-wide UNet (VD's GroupNorm needs 32 channels), random weights copied into VD's "
+                       "UNetModel2D_Next / UNetModel0D_Next through vdnodes' v2 key map",
     }
     from vdnodes.core.fileio import atomic_write_bytes
 
