@@ -284,6 +284,15 @@ def _lookup(name: str | SamplerName) -> Sampler:
 
 # ----------------------------------------------------------------------------- image-to-image
 
+def _start_inputs(x0: Tensor, strength: float, timesteps: Timesteps,
+                  generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The checked grid ``[S]`` (descending) and the one noise draw every start takes."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    ts = torch.as_tensor(_as_int_list(timesteps), dtype=torch.long)  # [S]
+    return ts, initial_noise(x0.shape, generator, x0.dtype, x0.device)
+
+
 def img2img_start(
     x0: Tensor,
     strength: float,
@@ -305,10 +314,7 @@ def img2img_start(
     One noise draw is taken from ``generator`` in every case, so later draws do not depend on
     ``strength``.
     """
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    ts = torch.as_tensor(_as_int_list(timesteps), dtype=torch.long)  # [S]
-    noise = initial_noise(x0.shape, generator, x0.dtype, x0.device)
+    ts, noise = _start_inputs(x0, strength, timesteps, generator)
     k = min(int(math.floor(len(ts) * strength + 1e-6)), len(ts))
     if k == 0:
         return x0, ts[:0]
@@ -340,10 +346,7 @@ def img2img_start_vd(
       and so does this.
     One noise draw is taken from ``generator`` in every case, as in ``img2img_start``.
     """
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    ts = torch.as_tensor(_as_int_list(timesteps), dtype=torch.long)  # [S], descending
-    noise = initial_noise(x0.shape, generator, x0.dtype, x0.device)
+    ts, noise = _start_inputs(x0, strength, timesteps, generator)
     fidelity = 1.0 - strength
     if fidelity == 0.0:
         return noise, ts
