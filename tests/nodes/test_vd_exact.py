@@ -289,3 +289,14 @@ def test_match_colors_node_modes(registry, manager, tmp_path):
     assert torch.equal(out["v1_simple.image"], match_colors_v1(a, b, histogram=False))
     assert torch.equal(out["v1_histogram.image"], match_colors_v1(a, b, histogram=True))
     assert not torch.allclose(out["v1_simple.image"], out["mean_std.image"], atol=1e-3)
+
+
+def test_image_to_mask_keeps_what_was_not_painted(registry, manager, tmp_path):
+    nodes = {"strokes": {"type": "vd.load_image", "params": {"path": str(ROOT / "graphs/inputs/mask_left_half.png")}},
+             "mask": {"type": "image.to_mask", "inputs": {"image": link("strokes", "image")}},
+             "raw": {"type": "image.to_mask", "params": {"invert": False}, "inputs": {"image": link("strokes", "image")}}}
+    out = run(registry, manager, nodes, ["mask", "raw"], tmp_path)
+    mask = out["mask.mask"]
+    assert mask.shape == (1, 1, 512, 512)
+    assert mask[..., :256].max() == 0 and mask[..., 256:].min() == 1  # app.py line 538: m = 1 - painted
+    assert torch.equal(out["raw.mask"], 1 - mask)
