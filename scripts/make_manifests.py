@@ -20,7 +20,8 @@ Where the keys come from
   ``vd_v2`` (``vd-four-flow-v1-0.pth``, Feb 2023: the two UNets),
   ``vd_v1_full`` (``vd-four-flow-v1-0-deprecated.pth``: UNets + kl-f8 + Optimus +
   CLIP + the DDPM schedule buffers), ``kl_f8`` (``kl-f8.pth``) and
-  ``optimus_vae`` (``optimus-vae.pth``, from transformers ``BertModel`` and
+  ``vd_v2_complete`` (a whole v2 model's ``state_dict()``: the UNets, kl-f8, Optimus
+  and two CLIPModels), ``optimus_vae`` (``optimus-vae.pth``, from transformers ``BertModel`` and
   ``GPT2LMHeadModel`` plus Optimus' ``linear``/``linear_emb`` adapters and the
   old GPT-2 causal-mask buffers).
 
@@ -302,7 +303,18 @@ def derived(m: dict[str, Manifest]) -> dict[str, Manifest]:
     v1["clip.model.text_model.embeddings.position_ids"] = (1, 77)
     v1["clip.model.vision_model.embeddings.position_ids"] = (1, 257)
     v1.update({name: (1000,) for name in SCHEDULE_BUFFERS})
-    return {"vd_v2": v2, "vd_v1_full": v1, "kl_f8": kl_f8, "optimus_vae": optimus}
+
+    # A complete VD_v2_0 model's state_dict() (SHI-Labs lib/model_zoo/vd.py at HEAD, lines 73-75):
+    # the UNets, kl-f8 under vae.image., Optimus under vae.text., and one whole CLIPModel in each
+    # of the two context encoders (lib/model_zoo/clip.py: both hold CLIPModel.from_pretrained).
+    complete = dict(v2)
+    complete.update({"vae.image." + k: s for k, s in kl_f8.items()})
+    complete.update({"vae.text." + k: s for k, s in optimus.items()})
+    for which in ("text", "image"):
+        complete.update({f"ctx.{which}.model." + k[len("clip.model."):]: s
+                         for k, s in v1.items() if k.startswith("clip.model.")})
+    complete.update({name: (1000,) for name in SCHEDULE_BUFFERS})
+    return {"vd_v2": v2, "vd_v1_full": v1, "kl_f8": kl_f8, "optimus_vae": optimus, "vd_v2_complete": complete}
 
 
 SOURCES = {
@@ -314,6 +326,9 @@ SOURCES = {
     "vd_v2": "derived: diffusers UNets renamed by vd-architecture.md 7.3 (v2 slots)",
     "vd_v1_full": "derived: 7.3 renaming of diffusers UNets/VAE + Optimus + transformers CLIPModel "
                   "+ DDPM schedule buffers",
+    "vd_v2_complete": "derived: vd_v2 + kl_f8 under vae.image. + optimus_vae under vae.text. + a "
+                      "transformers CLIPModel under each of ctx.text.model. and ctx.image.model. "
+                      "+ DDPM schedule buffers (a whole VD_v2_0 state_dict())",
     "kl_f8": "derived: diffusers AutoencoderKL renamed to LDM names (7.3)",
     "optimus_vae": "derived: transformers BertModel + GPT2LMHeadModel + Optimus adapters",
 }

@@ -139,7 +139,7 @@ def load_manifest(name: str) -> dict[str, tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("name, layout", [
-    ("vd_v1_full", Layout.VD_V1_FULL), ("vd_v2", Layout.VD_V2),
+    ("vd_v1_full", Layout.VD_V1_FULL), ("vd_v2", Layout.VD_V2), ("vd_v2_complete", Layout.VD_V2),
     ("kl_f8", Layout.KL_F8), ("optimus_vae", Layout.OPTIMUS),
 ])
 def test_detects_layout_from_manifest_keys(name, layout):
@@ -475,13 +475,20 @@ def _mounted(*parts: tuple[str, str]) -> dict[str, tuple[int, ...]]:
 NON_WEIGHTS = ("position_ids", "logit_scale", ".attn.bias", "text_unet.time_embedding.")
 
 
+# A complete v2 model holds two whole CLIPModels; the half each encoder does not use repeats the other.
+DUPLICATE_CLIP_HALVES = ("ctx.text.model.vision_model.", "ctx.text.model.visual_projection.",
+                         "ctx.image.model.text_model.", "ctx.image.model.text_projection.")
+
+
 def _is_non_weight(key: str) -> bool:
     from vdnodes.model.vd import WRAPPER_BUFFERS
-    return key.startswith(WRAPPER_BUFFERS) or key.endswith(NON_WEIGHTS[:3]) or key.startswith(NON_WEIGHTS[3])
+    return (key.startswith(WRAPPER_BUFFERS) or key.endswith(NON_WEIGHTS[:3]) or key.startswith(NON_WEIGHTS[3])
+            or key.startswith(DUPLICATE_CLIP_HALVES))
 
 
 @pytest.mark.parametrize("layout, parts, components", [
     (Layout.VD_V1_FULL, [("", "vd_v1_full")], "all"),
+    (Layout.VD_V2, [("", "vd_v2_complete")], "all"),
     (Layout.VD_V2, [("", "vd_v2"), ("autokl.", "kl_f8"), ("optimus.", "optimus_vae"),
                     ("clip.model.", "diffusers_text_encoder"), ("clip.model.", "diffusers_image_encoder")], "all"),
     (Layout.DIFFUSERS, [("image_unet.", "diffusers_image_unet"), ("text_unet.", "diffusers_text_unet"),

@@ -199,6 +199,60 @@ def test_mask_weights_and_masked_encoding(image_ctx):
     assert not torch.allclose(masked, plain)  # the embedding-level weights change the rest too
 
 
+def _vd_encode_wmask(ctx: CLIPImageContext, pixels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """VD's ``CLIPImageContextEncoder._encode_wmask`` (SHI-Labs/Versatile-Diffusion
+    lib/model_zoo/clip.py at HEAD, lines 104-143) transcribed onto the same HF vision tower:
+    clamp, bilinear to the tower's size (VD: 224), CLS weight = mask mean, patch weights =
+    conv with a ones kernel / kernel area, the embeddings' output scaled (VD swaps in its own
+    forward), then VD's ``_encode`` (lines 88-101) and the tokens scaled again."""
+    import types
+
+    import numpy as np
+
+    model = ctx.model
+    masks = torch.clamp(masks, 0, 1).float()
+    size = ctx.image_size
+    masks = torch.nn.functional.interpolate(masks, [size, size], mode="bilinear")
+    gscale = masks.mean(axis=[1, 2, 3], keepdim=True).flatten(2)
+    emb = model.vision_model.embeddings
+    kernel = torch.ones([1, 1, *emb.patch_embedding.kernel_size])
+    vtoken_mask = torch.nn.functional.conv2d(masks, kernel, stride=emb.patch_embedding.stride)
+    vtoken_mask = vtoken_mask.flatten(2).transpose(1, 2) / np.prod(emb.patch_embedding.kernel_size)
+    vtoken_mask = torch.concat([gscale, vtoken_mask], axis=1)
+
+    def customized_embedding_forward(self, pixel_values, *args, **kwargs):
+        patch_embeds = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
+        class_embeds = self.class_embedding.expand(pixel_values.shape[0], 1, -1)
+        embeddings = torch.cat([class_embeds, patch_embeds], dim=1)
+        embeddings = embeddings + self.position_embedding(self.position_ids)
+        return embeddings * vtoken_mask.to(embeddings.dtype)
+
+    old_forward = emb.forward
+    emb.forward = types.MethodType(customized_embedding_forward, emb)
+    try:
+        z = model.vision_model(pixel_values=pixels).last_hidden_state
+    finally:
+        emb.forward = old_forward
+    z = model.visual_projection(model.vision_model.post_layernorm(z))
+    z = z / torch.norm(z[:, 0:1], dim=-1, keepdim=True)
+    return z * vtoken_mask
+
+
+@torch.no_grad()
+def test_masked_image_context_matches_vds_procedure(image_ctx):
+    """The blenders' "use mask" on a 512 x 512 input (the demo squashes image and mask to 512)."""
+    g = torch.Generator().manual_seed(5)
+    img = torch.rand(2, 3, 512, 512, generator=g)
+    painted = torch.zeros(2, 1, 512, 512)
+    painted[0, :, 100:300, 50:400] = 1.0  # the user's strokes
+    painted[1, :, :, 256:] = torch.rand(1, 512, 256, generator=g)  # soft edges too
+    keep = 1 - painted  # app.py line 538: m = 1 - mask
+    ours = image_ctx.encode(img, keep, squash_to=512)
+    ref = _vd_encode_wmask(image_ctx, image_ctx.preprocess(img, squash_to=512), keep)
+    assert (ours - ref).abs().max().item() < 1e-5
+    assert (ours - image_ctx.encode(img, squash_to=512)).abs().max().item() > 1e-2  # the mask matters
+
+
 def test_mask_batch_must_match(image_ctx):
     with pytest.raises(ValueError, match="masks"):
         image_ctx.encode(torch.rand(2, 3, 32, 32), torch.ones(1, 1, 32, 32))

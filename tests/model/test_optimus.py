@@ -20,6 +20,7 @@ from vdnodes.model.optimus import (
     OptimusVAE,
     optimus_ignored_keys,
     optimus_keymap,
+    merge_repeated_words,
     remove_duplicate_words,
     tiny_optimus_config,
 )
@@ -209,6 +210,38 @@ def test_detokenize_drops_bos_eos_keeps_inner_specials_and_cleans_spaces(vae):
     assert vae.detokenize(seq) == "a cat, a dog."
     seq = [cfg.bos_token_id, *ids(["Ġa", "<PAD>", "Ġcat"]), cfg.eos_token_id]
     assert vae.detokenize(seq) == "a <PAD> cat"
+
+
+def test_vd_trim_drops_first_and_last_words_and_loses_a_word_glued_to_bos(vae):
+    # VD (lib/model_zoo/optimus.py at HEAD, lines 759-761): decode every id, split on whitespace,
+    # drop the first and last words. The same as dropping <BOS>/<EOS> by id, except when the first
+    # token has no leading space: its word is glued to "<BOS>" and goes with it.
+    tok, cfg = vae.decoder_tokenizer, vae.config
+    ids = lambda words: tok.convert_tokens_to_ids(words)  # noqa: E731
+    seq = [cfg.bos_token_id, *ids(["Ġa", "Ġcat", ",", "Ġa", "Ġdog", "Ġ."]), cfg.eos_token_id]
+    assert vae.detokenize_vd(seq) == vae.detokenize(seq) == "a cat, a dog."
+    glued = [cfg.bos_token_id, *ids([".", "Ġcat", "Ġsat"]), cfg.eos_token_id]
+    assert vae.detokenize(glued) == ". cat sat"
+    assert vae.detokenize_vd(glued) == "cat sat"
+    assert vae.detokenize_vd([cfg.bos_token_id, cfg.eos_token_id]) == ""
+
+
+def test_decode_post_processing_and_temperature(vae):
+    z = torch.randn(8, vae.config.latent_dim, generator=torch.Generator().manual_seed(4))
+
+    def decode(**kw):
+        return vae.decode(z, generator=torch.Generator().manual_seed(0), **kw)
+
+    assert decode() == decode(trim="tokens", dedupe="v2")  # the defaults
+    raw = decode(dedupe="none")
+    assert decode(dedupe="v1") == [merge_repeated_words(t) for t in raw]
+    assert decode(dedupe="v2") == [remove_duplicate_words(t) for t in raw]
+    assert decode(temperature=0.3, dedupe="none") != raw  # VD's temperature divides the logits
+    assert decode(temperature=1e-4, dedupe="none") == decode(greedy=True, dedupe="none")
+    with pytest.raises(ValueError, match="trim"):
+        decode(trim="words")
+    assert merge_repeated_words("a cat cat on on the mat . .") == "a cat on the mat ."
+    assert merge_repeated_words("a cat on a cat") == "a cat on a cat"  # only adjacent words (v1)
 
 
 # ----- encoder -----

@@ -268,6 +268,34 @@ def v2_files(ref):
     return files
 
 
+def _complete_v2_state(ref) -> dict[str, torch.Tensor]:
+    """A whole ``VD_v2_0.state_dict()``: UNets, ``vae.image.``, ``vae.text.``, two CLIPModels.
+
+    Each context encoder holds a full CLIPModel; the half it does not use is filled with
+    other numbers here, so a loader reading the wrong half fails the parity checks.
+    """
+    state = {**_unet_state(ref, "v2"), **SCHEDULE}
+    state.update({"vae.image." + k: v for k, v in _kl_f8_state(ref).items()})
+    state.update({"vae.text." + k: v for k, v in _optimus_file_state(ref).items()})
+    used = {"text": ref["text_encoder"].state_dict(), "image": ref["image_encoder"].state_dict()}
+    for which, other in (("text", "image"), ("image", "text")):
+        state.update({f"ctx.{which}.model." + k: v for k, v in used[which].items()})
+        state.update({f"ctx.{which}.model." + k: torch.randn_like(v) if v.is_floating_point() else v
+                      for k, v in used[other].items()})
+        state[f"ctx.{which}.model.logit_scale"] = torch.tensor(4.6)
+    return state
+
+
+@pytest.fixture(scope="module")
+def v2_model_files(ref):
+    """The complete v2 model saved in fp32 and in fp16 (the demo's ``.half()`` network)."""
+    state = _complete_v2_state(ref)
+    paths = {torch.float32: ref["files"] / "vd-v2-model-fp32.pth", torch.float16: ref["files"] / "vd-v2-model-fp16.pth"}
+    torch.save(state, paths[torch.float32])
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, paths[torch.float16])
+    return paths
+
+
 # ---------------------------------------------------------------------------
 # Parity through each layout
 # ---------------------------------------------------------------------------
@@ -302,6 +330,23 @@ def test_v2_pth_with_separate_vaes_and_clip_parity(ref, inputs, expected, v2_fil
     check_unet(model, inputs, expected)
     check_vae_and_clip(model, ref, inputs, expected)
     check_optimus(model, ref)
+
+
+def test_complete_v2_model_state_dict_loads_everything_from_one_file(ref, inputs, expected, v2_model_files):
+    model = load_vd(v2_model_files[torch.float32], config=tiny_config())
+    assert model.components == frozenset(COMPONENTS)  # CLIP and both VAEs from ctx.* / vae.*
+    check_unet(model, inputs, expected)
+    check_vae_and_clip(model, ref, inputs, expected)
+    check_optimus(model, ref)
+    assert torch.equal(model.clip_text.model.text_projection.weight,
+                       ref["text_encoder"].text_projection.weight)  # the text half of ctx.text
+    half = load_vd(v2_model_files[torch.float16], config=tiny_config(), dtype=torch.float16)
+    full, halved = model.state_dict(), half.state_dict()
+    assert sorted(full) == sorted(halved)
+    wrong = [k for k, v in full.items() if v.is_floating_point() and not torch.equal(halved[k], v.half())]
+    assert not wrong, wrong[:5]
+    as_fp32 = load_vd(v2_model_files[torch.float16], config=tiny_config(), flows="text_to_image")
+    assert {p.dtype for p in as_fp32.parameters()} == {torch.float32}
 
 
 def test_diffusers_folder_plus_optimus_file(ref, inputs, expected, v2_files):

@@ -144,7 +144,7 @@ def test_cli_run_as_shipped_and_png_reproduces_bit_for_bit(tmp_path):
     from PIL import Image
 
     manifest = json.loads(Image.open(png).info["vdnodes.manifest"])
-    assert manifest["nodes"]["sample"] == {"type": "vd.denoise", "version": "1.0.0"}
+    assert manifest["nodes"]["sample"] == {"type": "vd.denoise", "version": "1.1.0"}
     assert manifest["models"][0]["weights"] and manifest["device"] == "cpu" and manifest["torch"]
     again = vdnodes_cli("run", str(png), "--out", str(tmp_path / "b"))
     assert again.returncode == 0, again.stderr

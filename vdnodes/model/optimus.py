@@ -95,6 +95,15 @@ def remove_duplicate_words(text: str) -> str:
     return out.replace(f"{_GLUE} ", "").replace(f" {_GLUE}", "").replace(_GLUE, "")
 
 
+def merge_repeated_words(text: str) -> str:
+    """Drop a word equal to the one before it (VD v1 ``inference.py`` at 51dcd3b, lines 100-110)."""
+    words = text.split()
+    return " ".join(w for i, w in enumerate(words) if i == 0 or w != words[i - 1])
+
+
+DEDUPE = {"v2": remove_duplicate_words, "v1": merge_repeated_words, "none": lambda text: text}
+
+
 # ---------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------
@@ -328,12 +337,27 @@ class OptimusVAE(nn.Module):
 
     def detokenize(self, ids: list[int]) -> str:
         """``<BOS>`` ... ``<EOS>`` ids -> text; special ids inside are kept as space-separated words."""
-        tok = self._need(self.decoder_tokenizer, "decoder")
         cfg = self.config
         if ids and ids[0] == cfg.bos_token_id:
             ids = ids[1:]
         if ids and ids[-1] == cfg.eos_token_id:
             ids = ids[:-1]
+        return self._join(ids)
+
+    def detokenize_vd(self, ids: list[int]) -> str:
+        """VD's own post-processing: decode every id, then drop the first and last whitespace words.
+
+        SHI-Labs/Versatile-Diffusion ``lib/model_zoo/optimus.py`` (HEAD) lines 759-761 (v1:
+        ``optimus_decode``): ``text.split()[1:-1]``. It differs from ``detokenize`` (which drops
+        ``<BOS>``/``<EOS>`` by id) when the first sampled token has no leading space: VD's
+        tokenizer writes " <BOS>" glued to it ("<BOS>cat ..."), so that first word is lost.
+        """
+        return " ".join(self._join(ids).split()[1:-1])
+
+    def _join(self, ids: list[int]) -> str:
+        """VD's tokenizer ``decode``: added tokens as " <TOK>", byte-level runs in between, cleaned."""
+        tok = self._need(self.decoder_tokenizer, "decoder")
+        cfg = self.config
         specials = {cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id}
         pieces: list[str] = []
         run: list[int] = []
@@ -358,14 +382,24 @@ class OptimusVAE(nn.Module):
         temperature: float = 1.0,
         greedy: bool = False,
         remove_duplicates: bool = True,
+        trim: str = "tokens",
+        dedupe: str = "v2",
     ) -> list[str]:
-        """Latents ``[B, latent]`` -> one sentence each (stochastic unless ``greedy``)."""
+        """Latents ``[B, latent]`` -> one sentence each (stochastic unless ``greedy``).
+
+        ``trim``: "tokens" drops ``<BOS>``/``<EOS>`` by id, "vd" drops the first and last words
+        as VD does (``detokenize_vd``). ``dedupe``: "v2" (VD's demo ``remove_duplicate_word``),
+        "v1" (VD v1 ``inference.py``: repeated adjacent words) or "none";
+        ``remove_duplicates=False`` is "none".
+        """
         self._need(self.decoder_tokenizer, "decoder")
+        if trim not in ("tokens", "vd") or dedupe not in DEDUPE:
+            raise ValueError(f"trim must be 'tokens' or 'vd' and dedupe one of {sorted(DEDUPE)}")
         seqs = self.decode_ids(
             z, generator=generator, max_tokens=max_tokens, temperature=temperature, greedy=greedy
         )
-        texts = [self.detokenize(s) for s in seqs]
-        return [remove_duplicate_words(t) for t in texts] if remove_duplicates else texts
+        texts = [self.detokenize(s) if trim == "tokens" else self.detokenize_vd(s) for s in seqs]
+        return [DEDUPE[dedupe if remove_duplicates else "none"](t) for t in texts]
 
     @staticmethod
     def _need(tokenizer: PreTrainedTokenizerBase | None, which: str) -> PreTrainedTokenizerBase:

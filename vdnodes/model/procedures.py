@@ -1,5 +1,5 @@
-"""VD's procedures on contexts, latents and images: disentanglement, I2T2I editing, blending,
-colour matching.
+"""VD's procedures on contexts, latents and images: disentanglement (v2 focus, v1 levels), I2T2I
+editing, blending, colour matching (v2 "simple"; VD v1's 8-bit modes are in ``colour_v1``).
 
 Plain tensor functions (vd-architecture.md section 6); the nodes are thin
 wrappers around them. Randomised PCA (``torch.pca_lowrank``) runs in fp32 under a
@@ -82,6 +82,41 @@ def adjust_rank(context: torch.Tensor, focus: float, *, q: int = 20, niter: int 
         new = u @ torch.diag(s2) @ v.T + mu + (residual if keep_residual else 0)
         new = new * (std0 / new.std().clamp_min(1e-12))
         out[b, start:] = new.to(context.dtype)
+    return out
+
+
+V1_LEVELS = {-2: ("remove", 2), -1: ("remove", 1), 1: ("keep", 10), 2: ("keep", 2)}
+
+
+def low_rank_level(context: torch.Tensor, level: int, *, q_remove_rank: int = 50, niter: int = 10,
+                   keep_first_token: bool = True, exact: bool = False) -> torch.Tensor:
+    """VD v1 disentanglement levels -2..2 of an image context ``[B, T, D]`` (§6.1, v1 CLI).
+
+    Follows SHI-Labs/Versatile-Diffusion ``inference.py`` at 51dcd3b (Dec 2022):
+    ``application_disensemble`` lines 190-212, ``find_low_rank`` 228-250 and
+    ``remove_low_rank`` 252-275. Per sample, on the patch tokens (the CLS token passes
+    through), with the per-token mean removed: -1 / -2 take the rank-``q_remove_rank`` (50)
+    PCA, zero its top 1 / 2 components and rebuild from the rest (semantic focus; the
+    residual beyond rank 50 is dropped); +1 / +2 keep only the top 10 / 2 components (style
+    focus); the mean is added back. No std re-normalisation. 0 returns the input.
+    ``exact``: a full SVD in place of the randomised PCA (same result up to its accuracy).
+    """
+    if level not in (-2, -1, 0, 1, 2):
+        raise ValueError(f"level must be an integer in -2..2, got {level}")
+    if level == 0:
+        return context
+    kind, n = V1_LEVELS[level]
+    q = q_remove_rank if kind == "remove" else n
+    start = 1 if keep_first_token else 0
+    out = context.clone()
+    for b in range(context.shape[0]):
+        x = context[b, start:].float()  # [T, D]
+        mu = x.mean(dim=-1, keepdim=True)
+        u, s, v = _pca(x - mu, q, niter, exact)
+        if kind == "remove":
+            s = s.clone()
+            s[:n] = 0
+        out[b, start:] = (u @ torch.diag(s) @ v.T + mu).to(context.dtype)
     return out
 
 

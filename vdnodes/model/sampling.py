@@ -6,7 +6,8 @@ What is here:
   predicted noise eps; samplers never see a UNet;
 - one function per sampler with a shared signature (``sample_ddim``, ``sample_dpmpp_2m``),
   a registry ``SAMPLERS`` and the entry points ``sample`` / ``sample_img2img``;
-- image-to-image starts (``img2img_start``, used by VD's fidelity slider, section 6.2);
+- image-to-image starts (``img2img_start``, diffusers' convention; ``img2img_start_vd``, VD's
+  fidelity slider, section 6.2);
 - guidance as wrappers that return a new ``Denoiser`` (``cfg_denoiser``).
 
 What is not here: no UNet, no VAE, no progress bars, no global RNG. Randomness comes only
@@ -283,6 +284,15 @@ def _lookup(name: str | SamplerName) -> Sampler:
 
 # ----------------------------------------------------------------------------- image-to-image
 
+def _start_inputs(x0: Tensor, strength: float, timesteps: Timesteps,
+                  generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The checked grid ``[S]`` (descending) and the one noise draw every start takes."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    ts = torch.as_tensor(_as_int_list(timesteps), dtype=torch.long)  # [S]
+    return ts, initial_noise(x0.shape, generator, x0.dtype, x0.device)
+
+
 def img2img_start(
     x0: Tensor,
     strength: float,
@@ -304,10 +314,7 @@ def img2img_start(
     One noise draw is taken from ``generator`` in every case, so later draws do not depend on
     ``strength``.
     """
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    ts = torch.as_tensor(_as_int_list(timesteps), dtype=torch.long)  # [S]
-    noise = initial_noise(x0.shape, generator, x0.dtype, x0.device)
+    ts, noise = _start_inputs(x0, strength, timesteps, generator)
     k = min(int(math.floor(len(ts) * strength + 1e-6)), len(ts))
     if k == 0:
         return x0, ts[:0]
@@ -315,6 +322,42 @@ def img2img_start(
         return noise, ts
     start = len(ts) - k
     return q_sample(x0, int(ts[start]), noise, alphas_cumprod), ts[start:]
+
+
+def img2img_start_vd(
+    x0: Tensor,
+    strength: float,
+    timesteps: Timesteps,
+    alphas_cumprod: Tensor,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """VD's own partial-denoising start (fidelity = 1 - strength), as its demo runs it.
+
+    Follows SHI-Labs/Versatile-Diffusion ``app.py`` (Feb 2023 HEAD) lines 350-352 and
+    ``lib/model_zoo/ddim.py`` lines 97-103: with VD's ascending grid ``asc`` (1, 1 + c, ...),
+    ``k = int(S * (1 - fidelity))`` (truncation, so fidelity 0.8 at 50 steps keeps 9 steps),
+    the clean latent is noised with ``q_sample`` to ``asc[k]`` and DDIM then runs over
+    ``asc[:k]`` in reverse: the first model call is at ``asc[k-1]``, one grid step *below* the
+    noise level the latent has. ``img2img_start`` (diffusers' convention) noises to
+    ``asc[k-1]`` instead.
+    - strength 1 (fidelity 0) -> pure noise and the full grid (VD's ``fid_lvl == 0`` branch);
+    - strength 0 (fidelity 1) -> ``(x0, [])`` (VD returns the input image itself);
+    - ``0 < k`` small: when ``k == 0`` VD returns the latent noised to ``asc[0]`` undenoised,
+      and so does this.
+    One noise draw is taken from ``generator`` in every case, as in ``img2img_start``.
+    """
+    ts, noise = _start_inputs(x0, strength, timesteps, generator)
+    fidelity = 1.0 - strength
+    if fidelity == 0.0:
+        return noise, ts
+    if fidelity == 1.0:
+        return x0, ts[:0]
+    asc = ts.flip(0)
+    k = int(len(ts) * (1.0 - fidelity))  # VD: step = int(self.ddim_steps * (1 - fid_lvl))
+    return q_sample(x0, int(asc[k]), noise, alphas_cumprod), asc[:k].flip(0)
+
+
+IMG2IMG_STARTS = {"diffusers": img2img_start, "vd": img2img_start_vd}
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -354,15 +397,20 @@ def sample_img2img(
     alphas_cumprod: Tensor | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    convention: str = "diffusers",
     **options: float,
 ) -> Tensor:
-    """Partially denoise the clean latent ``x0``: ``img2img_start`` then sampler ``name``.
+    """Partially denoise the clean latent ``x0``: a start (``IMG2IMG_STARTS``) then sampler ``name``.
 
-    Runs ``floor(steps * strength)`` steps; strength 0 returns x0, strength 1 ignores it.
+    ``convention``: "diffusers" (``img2img_start``: ``floor(steps * strength)`` steps from
+    where it noised) or "vd" (``img2img_start_vd``: VD's fidelity, noised one grid step
+    higher). Strength 0 returns x0, strength 1 ignores it, in both.
     """
     sampler = _lookup(name)
+    if convention not in IMG2IMG_STARTS:
+        raise ValueError(f"unknown start convention {convention!r}; choose one of: {', '.join(IMG2IMG_STARTS)}")
     acp = vd_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod
-    x, ts = img2img_start(x0, strength, ddim_timesteps(steps, len(acp)), acp, generator)
+    x, ts = IMG2IMG_STARTS[convention](x0, strength, ddim_timesteps(steps, len(acp)), acp, generator)
     return sampler(denoise, x, ts, acp, generator=generator, on_step=on_step,
                    should_cancel=should_cancel, **options)
 

@@ -315,12 +315,49 @@ def source_keymap(layout: Layout, config: VDConfig) -> tuple[KeyMap, tuple[str, 
         keymap.update(_under(vd_v1_keymap(config.unet), "unet."))
     elif layout is Layout.VD_V2:
         keymap.update(_under(vd_v2_keymap(config.unet), "unet."))
+        complete, complete_ignore = _v2_model_keymap(keymap, ignore)
+        keymap.update(complete)
+        ignore += complete_ignore
     elif layout is Layout.DIFFUSERS:
         keymap.update(_under(diffusers_keymap("image", config.unet, prefix=MOUNTS["image_unet"]), "unet."))
         keymap.update(_under(diffusers_keymap("text", config.unet, prefix=MOUNTS["text_unet"]), "unet."))
         keymap.update(_under(vae_keymap("diffusers", config.vae, prefix=MOUNTS["vae"]), "vae_image."))
         ignore += tuple(MOUNTS["text_unet"] + k for k in DIFFUSERS_TEXT_UNET_IGNORE)
     return keymap, ignore
+
+
+# A complete ``VD_v2_0.state_dict()`` (SHI-Labs/Versatile-Diffusion lib/model_zoo/vd.py at HEAD,
+# lines 73-75: ``self.vae``, ``self.ctx``, ``self.diffuser`` ModuleDicts) holds kl-f8 under
+# ``vae.image.``, Optimus under ``vae.text.`` and a whole CLIPModel in each of ``ctx.text.model.``
+# and ``ctx.image.model.`` (lib/model_zoo/clip.py lines 31-74): text weights come from the first,
+# vision weights from the second, and each one's other half is a duplicate we skip.
+V2_MODEL_MOUNTS = {"autokl.": "vae.image.", "optimus.": "vae.text."}
+V2_CLIP_HALVES = {"ctx.text.model.": ("text_model.", "text_projection."),
+                  "ctx.image.model.": ("vision_model.", "visual_projection.")}
+
+
+def _v2_model_keymap(keymap: KeyMap, ignore: tuple[str, ...]) -> tuple[KeyMap, tuple[str, ...]]:
+    """The shared VAE/Optimus/CLIP maps re-based onto a complete v2 model's prefixes."""
+    clip = MOUNTS["clip"]
+    out: KeyMap = {}
+    extra: list[str] = []
+    for src, dst in keymap.items():
+        for old, new in V2_MODEL_MOUNTS.items():
+            if src.startswith(old):
+                out[new + src[len(old):]] = dst
+        for mount, halves in V2_CLIP_HALVES.items():
+            if src.startswith(tuple(clip + h for h in halves)):
+                out[mount + src[len(clip):]] = dst
+    for key in ignore:
+        for old, new in V2_MODEL_MOUNTS.items():
+            if key.startswith(old):
+                extra.append(new + key[len(old):])
+        if key.startswith(clip):
+            extra += [mount + key[len(clip):] for mount in V2_CLIP_HALVES]
+    for mount, halves in V2_CLIP_HALVES.items():
+        other = next(h for m, h in V2_CLIP_HALVES.items() if m != mount)
+        extra += [mount + h for h in other]  # the duplicate half
+    return out, tuple(extra)
 
 
 # VD's training schedule (section 5); diffusers writes it into scheduler/scheduler_config.json.

@@ -60,7 +60,7 @@ def conditioning_inputs(context: Any, context2: Any, mix: float, batch: int) -> 
     return conds, unconds
 
 
-@node("vd.denoise", version="1.0.0", category="sample", title="Denoise (dual-guided)", purity="seeded",
+@node("vd.denoise", version="1.1.0", category="sample", title="Denoise (dual-guided)", purity="seeded",
       doc="Sample a latent with VD's multi-flow UNet. 'output' picks the data layers (image or text); "
           "each context picks its context layers. With two contexts (or a blend) they are mixed "
           "inside every cross-attention slot, context2 taking the share 'mix'. Classifier-free "
@@ -84,13 +84,18 @@ def conditioning_inputs(context: Any, context2: Any, mix: float, batch: int) -> 
           "strength": Param("Float", 1.0, min=0.0, max=1.0, step=0.05,
                             doc="With a start latent: 1 = pure noise, 0 = return it unchanged "
                                 "(VD's fidelity = 1 - strength)."),
+          "start_mode": Param("Enum", "diffusers", choices=("diffusers", "vd"),
+                              doc="With a start latent: 'diffusers' noises it to the first step it "
+                                  "denoises (img2img); 'vd' noises it one DDIM step higher and keeps "
+                                  "int(steps * strength) steps, as VD's fidelity slider does."),
           "width": Param("Int", 0, min=0, max=4096, doc="Image width in pixels (0 = model's native size)."),
           "height": Param("Int", 0, min=0, max=4096, doc="Image height in pixels (0 = native)."),
           "batch": Param("Int", 1, min=1, max=64, doc="Samples per context (when contexts have batch 1)."),
       },
       outputs={"latent": Out("Latent")}, infer_types=_output_type)
 def denoise(ctx, model, context, context2, start, output: str, seed: int, steps: int, guidance: float,
-            sampler: str, eta: float, mix: float, strength: float, width: int, height: int, batch: int):
+            sampler: str, eta: float, mix: float, strength: float, start_mode: str, width: int, height: int,
+            batch: int):
     import torch
 
     from vdnodes.model import sampling
@@ -123,7 +128,8 @@ def denoise(ctx, model, context, context2, start, output: str, seed: int, steps:
                                        should_cancel=ctx.is_cancelled, **options)
             x0 = _broadcast_start(start, batch).to(device=device, dtype=torch.float32)
             return sampling.sample_img2img(sampler, denoiser, x0, steps, strength, generator=generator,
-                                           on_step=on_step, should_cancel=ctx.is_cancelled, **options)
+                                           on_step=on_step, should_cancel=ctx.is_cancelled,
+                                           convention=start_mode, **options)
         except sampling.SamplingCancelled:
             raise RunCancelled(ctx.node_id) from None
 

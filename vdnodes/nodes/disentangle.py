@@ -7,27 +7,36 @@ from dataclasses import replace
 from vdnodes.core.node import In, Out, Param, node
 
 
-@node("vd.disentangle", version="1.0.0", category="context", title="Disentangle style / semantics",
+@node("vd.disentangle", version="1.1.0", category="context", title="Disentangle style / semantics",
       doc="VD's focus control on an image context (PCA surgery on the patch tokens, §6.1): below "
           "0.5 leans to semantics (layout and objects kept, look loosened), above 0.5 leans to "
-          "style (colours and textures kept, content loosened); 0.5 changes nothing.",
+          "style (colours and textures kept, content loosened); 0.5 changes nothing. Mode "
+          "'v1_level' is VD v1's inference.py --dislevel instead: -2/-1 remove the top 2/1 "
+          "components of a rank-50 PCA (semantic), 1/2 keep only the top 10/2 (style).",
       inputs={"context": In("Context[image]")},
-      params={"focus": Param("Float", 0.5, min=0.0, max=1.0, step=0.05,
-                             doc="0 = semantic focus ... 0.5 = unchanged ... 1 = style focus."),
+      params={"mode": Param("Enum", "focus", choices=("focus", "v1_level"),
+                            doc="'focus': VD v2 demo's slider; 'v1_level': VD v1's integer levels."),
+              "focus": Param("Float", 0.5, min=0.0, max=1.0, step=0.05,
+                             doc="Mode 'focus': 0 = semantic focus ... 0.5 = unchanged ... 1 = style focus."),
+              "level": Param("Int", 0, min=-2, max=2,
+                             doc="Mode 'v1_level': -2, -1 = semantic ... 0 = unchanged ... 1, 2 = style."),
               "apply_to_uncond": Param("Bool", False,
                                        doc="Also adjust the unconditional context (VD v1 does, v2 not).")},
       outputs={"context": Out("Context[image]")})
-def disentangle(ctx, context, focus: float, apply_to_uncond: bool):
+def disentangle(ctx, context, mode: str, focus: float, level: int, apply_to_uncond: bool):
     import torch
 
-    from vdnodes.model.procedures import adjust_rank
+    from vdnodes.model.procedures import adjust_rank, low_rank_level
     from vdnodes.nodes.values import Conditioning
+
+    def adjust(tokens):
+        return adjust_rank(tokens, focus) if mode == "focus" else low_rank_level(tokens, level)
 
     parts = []
     with torch.inference_mode():
         for p in context.parts:
-            tokens = adjust_rank(p.tokens, focus)
-            uncond = adjust_rank(p.uncond, focus) if apply_to_uncond and p.uncond.abs().sum() else p.uncond
+            tokens = adjust(p.tokens)
+            uncond = adjust(p.uncond) if apply_to_uncond and p.uncond.abs().sum() else p.uncond
             parts.append(replace(p, tokens=tokens, uncond=uncond))
     return Conditioning(tuple(parts))
 
