@@ -297,6 +297,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise GraphError(problems, graph.source)
     types = infer_types(graph, registry)
     print(f"{graph.source}: ok ({len(graph.nodes)} nodes)")
+    if graph.sweep:
+        from vdnodes.batch.spec import build_sweep
+
+        sweep = build_sweep(graph, registry)
+        print(f"  sweep: {len(sweep.items)} items over {', '.join(a.name for a in sweep.axes) or 'an items list'}")
     for name, ref in sorted(graph.outputs.items()):
         nid, _, out = ref.partition(".")
         print(f"  output {name}: {types.get((nid, out), '?')}")
