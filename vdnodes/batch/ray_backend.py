@@ -67,8 +67,8 @@ class SweepWorker:
         self.sweep: Sweep | None = None
         self.stage = Path(tempfile.mkdtemp(prefix="vdnodes-ray-"))
 
-    def ready(self, sweep: Sweep) -> int:
-        """Build the executor and run the graph's model-loading nodes; return this process's id."""
+    def ready(self, sweep: Sweep) -> tuple[int, str | None]:
+        """Build the executor and run the graph's model-loading nodes: (process id, why it failed or None)."""
         from vdnodes.nodes import build_registry_with_plugins
         from vdnodes.nodes.runtime import build_executor
 
@@ -80,10 +80,13 @@ class SweepWorker:
                    if any(o.socket_type.name == "VDModel" for o in registry.get(s.type).outputs.values())]
         if loaders and sweep.items:
             graph = sweep.item_graph(sweep.items[0])
-            result = self.executor.run(graph, targets=loaders, seed=c.seed, raise_errors=False)
-            if result.error is not None:
-                raise RuntimeError(f"could not load the model: {result.error}")
-        return os.getpid()
+            try:
+                error = self.executor.run(graph, targets=loaders, seed=c.seed, raise_errors=False).error
+            except Exception as e:  # noqa: BLE001 - e.g. the weights file's fingerprint cannot be read
+                error = e
+            if error is not None:
+                return os.getpid(), " ".join(str(error).split())
+        return os.getpid(), None
 
     def run(self, item: Item) -> ItemResult:
         assert self.sweep is not None
@@ -195,9 +198,11 @@ class RayBackend:
                     if ref in starting:
                         actor, name = starting.pop(ref)
                         try:
-                            pid = ray.get(ref, timeout=READY_TIMEOUT_S)
+                            pid, why = ray.get(ref, timeout=READY_TIMEOUT_S)
                         except Exception as e:  # noqa: BLE001 - whatever stopped the worker, said once
                             raise WorkerError(f"Ray worker {name} could not start: {_cause(e)}") from None
+                        if why:
+                            raise WorkerError(f"Ray worker {name} could not start: it could not load the model: {why}")
                         idle.append((actor, name, pid))
                         continue
                     actor, name, pid, item, attempt = running.pop(ref)
@@ -229,5 +234,7 @@ def _cause(error: BaseException) -> str:
     if cause is not None and not isinstance(cause, BaseException):
         cause = None
     text = str(cause if cause is not None else error).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else type(error).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return type(error).__name__
+    return " ".join(lines) if cause is not None else lines[-1]
