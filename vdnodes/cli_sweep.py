@@ -40,7 +40,7 @@ def is_sweep(args: argparse.Namespace, graph: Any) -> bool:
 
 
 def cmd_sweep(args: argparse.Namespace, registry: Any, graph: Any, device: str) -> int:
-    from vdnodes.batch.grid import write_grid
+    from vdnodes.batch.grid import grid_problem, write_grid
     from vdnodes.batch.local import LocalBackend, failed_summary, run_sweep
     from vdnodes.batch.manifest import Manifest
     from vdnodes.batch.spec import build_sweep
@@ -52,9 +52,8 @@ def cmd_sweep(args: argparse.Namespace, registry: Any, graph: Any, device: str) 
         raise UserInputError("--workers: give a number of workers, 1 or more")
     sweep = build_sweep(graph, registry, sweeps=args.sweeps, zip_axes=args.zip_axes, items_file=args.items,
                         seed=args.seed)
-    if args.grid and sweep.grid_shape() is None:
-        raise UserInputError("--grid draws sweeps of one or two params (a row, or rows x columns); this one has "
-                             f"{len(sweep.axes)} swept params{' and an items list' if sweep.from_list else ''}")
+    if args.grid and grid_problem(sweep):
+        raise UserInputError(grid_problem(sweep))
     targets = tuple(args.targets) if args.targets else None
     if args.ray is not None:
         from vdnodes.batch.ray_backend import RayBackend, WorkerConfig, import_ray

@@ -142,3 +142,14 @@ def test_manifest_skips_a_torn_line_and_needs_the_files(tmp_path):
     assert [r["id"] for r in m.records()] == ["a", "b", "d"]
     assert m.done_ids() == {"a"}
     assert all(json.loads(line)["id"] for line in m.path.read_text().splitlines()[:2])
+
+
+def test_grid_needs_one_or_two_swept_params(dual, registry, tmp_path):
+    from vdnodes.batch.grid import grid_problem
+
+    assert grid_problem(build_sweep(dual, registry, sweeps=["seed=1,2", "mix=0,1"])) is None
+    three = build_sweep(dual, registry, sweeps=["seed=1,2", "mix=0,1", "prompt=a,b"])
+    assert "one or two params" in grid_problem(three) and "3 swept params" in grid_problem(three)
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"seed": 1}\n')
+    assert "items list" in grid_problem(build_sweep(dual, registry, items_file=str(items)))

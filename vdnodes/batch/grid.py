@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vdnodes.batch.spec import Sweep, _label
+from vdnodes.batch.spec import Sweep, value_label
 from vdnodes.core.errors import UserInputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -32,6 +32,14 @@ def sweep_graph(sweep: Sweep) -> Any:
     return g
 
 
+def grid_problem(sweep: Sweep) -> str | None:
+    """Why ``sweep`` cannot be drawn as a contact sheet, or None."""
+    if sweep.grid_shape() is not None:
+        return None
+    return ("--grid draws sweeps of one or two params (a row, or rows x columns); this one has "
+            f"{len(sweep.axes)} swept params{' and an items list' if sweep.from_list else ''}")
+
+
 def write_grid(sweep: Sweep, records: Mapping[str, Mapping[str, Any]], out_dir: str,
                registry: Any = None) -> Path | None:
     """Draw the sheet from the manifest ``records`` (by item id); None when no item has an image."""
@@ -45,8 +53,7 @@ def write_grid(sweep: Sweep, records: Mapping[str, Mapping[str, Any]], out_dir: 
 
     axes = sweep.grid_shape()
     if axes is None:
-        raise UserInputError("--grid draws one- and two-axis sweeps; this sweep has "
-                             f"{len(sweep.axes)} swept params{' and an items list' if sweep.from_list else ''}")
+        raise UserInputError(grid_problem(sweep))
     rows_axis, cols_axis = (None, axes[0]) if len(axes) == 1 else (axes[0], axes[1])
     n_rows = 1 if rows_axis is None else len(rows_axis.values)
     n_cols = len(cols_axis.values)
@@ -68,7 +75,7 @@ def write_grid(sweep: Sweep, records: Mapping[str, Mapping[str, Any]], out_dir: 
     font = _font()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_h = FONT_SIZE + 4
-    row_labels = [f"{rows_axis.name}={_label(v)}" for v in rows_axis.values] if rows_axis else []
+    row_labels = [f"{rows_axis.name}={value_label(v)}" for v in rows_axis.values] if rows_axis else []
     left = max((measure.textlength(t, font=font) for t in row_labels), default=0)
     left = int(left) + 2 * PAD if row_labels else PAD
     top = 2 * text_h + PAD
@@ -78,7 +85,7 @@ def write_grid(sweep: Sweep, records: Mapping[str, Mapping[str, Any]], out_dir: 
     draw = ImageDraw.Draw(sheet)
     draw.text((PAD, 2), title, fill="black", font=font)
     for c, v in enumerate(cols_axis.values):
-        draw.text((left + c * (w + PAD), text_h + 2), _label(v), fill="black", font=font)
+        draw.text((left + c * (w + PAD), text_h + 2), value_label(v), fill="black", font=font)
     for r, text in enumerate(row_labels):
         draw.text((PAD, top + r * (h + PAD) + h // 2 - text_h // 2), text, fill="black", font=font)
     for item in sweep.items:

@@ -45,7 +45,6 @@ class Item:
     index: int
     overrides: Mapping[str, Any]
     id: str
-    labels: tuple[str, ...] = ()  # one per axis, for the contact sheet
 
 
 @dataclass
@@ -244,8 +243,7 @@ def build_sweep(graph: Graph, registry: Registry, *, sweeps: Sequence[str] = (),
             overrides[name] = value
         overrides.update(dict(combo))
         by_ref = {refs[n]: v for n, v in overrides.items()}
-        labels = tuple(_label(v) for _, v in combo) if not listed else (f"item {index}",)
-        items.append(Item(index, overrides, item_id(graph, by_ref, seed), labels))
+        items.append(Item(index, overrides, item_id(graph, by_ref, seed)))
     savers = tuple(nid for nid, s in graph.nodes.items() if registry.get(s.type).output_node
                    and getattr(registry.get(s.type).params.get("prefix"), "type", "") == "String")
     return Sweep(graph, axes, items, do_zip, bool(listed), refs, savers)
@@ -269,7 +267,8 @@ def _item_value(raw: Any, p: Param, name: str, index: int, where: str) -> Any:
     return value
 
 
-def _label(value: Any) -> str:
+def value_label(value: Any) -> str:
+    """A swept value as the contact sheet shows it: numbers short, files by name."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, str) and ("/" in value or "\\" in value):
