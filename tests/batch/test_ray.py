@@ -42,16 +42,18 @@ def registry():
     return build_registry()
 
 
-def vdnodes(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vdnodes", *args], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=300)
+def vdnodes(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vdnodes", *args], cwd=ROOT, env={**ENV, **env},
+                          capture_output=True, text=True, timeout=300)
 
 
-def test_ray_outputs_are_bit_identical_to_local(tmp_path):
+def test_ray_outputs_are_bit_identical_to_local(cluster, tmp_path):
     args = ["run", str(DUAL), "--sweep", "seed=1:3", "--sweep", "mix=0,1", "--set", "sample.steps=3"]
     local = vdnodes(*args, "--out", str(tmp_path / "local"))
     assert local.returncode == 0, local.stderr
-    on_ray = vdnodes(*args, "--out", str(tmp_path / "ray"), "--ray", "--workers", "2")
+    # The CLI joins the running cluster (RAY_ADDRESS), as it would a cluster started with 'ray start --head'.
+    address = ray.get_runtime_context().gcs_address
+    on_ray = vdnodes(*args, "--out", str(tmp_path / "ray"), "--ray", "--workers", "2", RAY_ADDRESS=address)
     assert on_ray.returncode == 0, on_ray.stderr
     a, b = Manifest(tmp_path / "local").latest(), Manifest(tmp_path / "ray").latest()
     assert a.keys() == b.keys() and len(a) == 6
