@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DUAL = ROOT / "graphs" / "dual_guided.json"
 # One torch thread per process: workers and the local run compute with the same thread count
 # (the driver's OMP_NUM_THREADS goes to the workers), and 2 workers fit 2 cores.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+ENV = {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,8 @@ def registry():
 
 
 def vdnodes(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vdnodes", *args], cwd=ROOT, env={**ENV, **env},
+    # os.environ as it is now: ray.init set RAY_AUTH_MODE=token (Ray's token auth, on by default)
+    return subprocess.run([sys.executable, "-m", "vdnodes", *args], cwd=ROOT, env={**os.environ, **ENV, **env},
                           capture_output=True, text=True, timeout=300)
 
 
