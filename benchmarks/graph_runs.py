@@ -46,6 +46,8 @@ def cold_round() -> dict[str, float]:
     out = {}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     for path in sorted((ROOT / "graphs").glob("*.json")):
+        if "sweep" in json.loads(path.read_text()):  # many runs, not one: benchmarks/sweep.py times those
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "vdnodes", "run", str(path), "--out", tmp],

@@ -24,9 +24,10 @@ ALLOWED = {
                       "vdnodes.plugins"},
     "vdnodes.plugins": {"vdnodes", "vdnodes.core", "vdnodes.nodes", "vdnodes.plugin_guard"},
     "vdnodes.plugin_guard": set(),
-    "vdnodes.console": {"vdnodes.core"},
+    "vdnodes.batch": {"vdnodes", "vdnodes.core", "vdnodes.batch", "vdnodes.nodes"},
+    "vdnodes.console": {"vdnodes.core", "vdnodes.batch"},
     "vdnodes.docgen": {"vdnodes.core"},
-    "vdnodes_gui": {"vdnodes", "vdnodes.core", "vdnodes.nodes", "vdnodes.plugins", "vdnodes_gui"},
+    "vdnodes_gui": {"vdnodes", "vdnodes.core", "vdnodes.batch", "vdnodes.nodes", "vdnodes.plugins", "vdnodes_gui"},
 }
 # The one place below the canvas that may import it: the `vdnodes gui` command's lazy launcher.
 GUI_LAUNCHER = ("vdnodes.cli", "cmd_gui")
@@ -87,6 +88,8 @@ def test_the_source_imports_point_one_way() -> None:
     (["vdnodes.core.executor", "vdnodes.core.graph", "vdnodes.core.fileio"],
      ["vdnodes.model", "vdnodes.nodes", "vdnodes.cli", "vdnodes_gui", "torch"]),
     (["vdnodes.nodes", "vdnodes.nodes.runtime"], ["vdnodes.cli", "vdnodes_gui", "torch"]),
+    (["vdnodes.batch.spec", "vdnodes.batch.manifest", "vdnodes.batch.local", "vdnodes.batch.grid",
+      "vdnodes.batch.ray_backend"], ["vdnodes.cli", "vdnodes_gui", "torch", "ray"]),
     (["vdnodes_gui.main_window", "vdnodes_gui.app", "vdnodes_gui.run"], ["vdnodes.cli"]),
 ])
 def test_a_fresh_interpreter_loads_only_the_layers_below(imports: list[str], absent: list[str]) -> None:
@@ -94,7 +97,7 @@ def test_a_fresh_interpreter_loads_only_the_layers_below(imports: list[str], abs
         pytest.importorskip("PySide6")
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'gui')!r}); import importlib\n"
             f"for m in {imports!r}: importlib.import_module(m)\n"
-            f"print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('vdnodes', 'vdnodes_gui', 'torch'))))")
+            f"print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('vdnodes', 'vdnodes_gui', 'torch', 'ray'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     loaded = done.stdout.split()

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run only what this graph output (or NODE.OUTPUT / NODE) needs; repeatable")
     run.add_argument("--json-events", action="store_true", help="print run events as JSON lines on stdout")
     run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    from vdnodes.cli_sweep import add_sweep_args
+
+    add_sweep_args(run)
 
     val = sub.add_parser("validate", parents=[plug],
                          help="type-check a graph and dry-run it without loading weights")
@@ -235,6 +238,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
     graph = _load(args, registry)
     device = _check_device(args.device)
+    from vdnodes.cli_sweep import cmd_sweep, is_sweep
+
+    if is_sweep(args, graph):
+        return cmd_sweep(args, registry, graph, device)
     from vdnodes.nodes.models import preload_model_code
 
     preload_model_code(graph, registry, freeze=_ONE_SHOT)
@@ -290,6 +297,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise GraphError(problems, graph.source)
     types = infer_types(graph, registry)
     print(f"{graph.source}: ok ({len(graph.nodes)} nodes)")
+    if graph.sweep:
+        from vdnodes.batch.spec import build_sweep
+
+        sweep = build_sweep(graph, registry)
+        print(f"  sweep: {len(sweep.items)} items over {', '.join(a.name for a in sweep.axes) or 'an items list'}")
     for name, ref in sorted(graph.outputs.items()):
         nid, _, out = ref.partition(".")
         print(f"  output {name}: {types.get((nid, out), '?')}")

@@ -68,3 +68,69 @@ class ProgressPrinter:
     def _line(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+class SweepJsonWriter(JsonEventWriter):
+    """Sweep events as JSON lines; node events inside an item carry ``item`` and ``item_id``."""
+
+
+class SweepProgress:
+    """An items bar (done/total, failures, ETA) over the current item's node bar, on stderr.
+
+    Without a terminal: one line per finished item.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.interactive = self.stream.isatty()
+        self.items: Any = None
+        self.node: Any = None
+        self.total = self.finished = self.failed = 0
+
+    def __call__(self, event: Any) -> None:
+        from vdnodes.batch import events as bev
+
+        if isinstance(event, bev.SweepStarted):
+            self.total = event.to_run
+            self._line(f"sweep: {event.total} items, {event.to_run} to run"
+                       + (f", {len(event.skipped)} done before (resumed)" if event.skipped else ""))
+            if self.interactive:
+                from tqdm import tqdm
+
+                self.items = tqdm(total=event.to_run, desc="items", file=self.stream, position=0,
+                                  bar_format="{desc}: {n}/{total} |{bar}| {elapsed}<{remaining}{postfix}")
+        elif isinstance(event, bev.ItemStarted) and self.items is not None:
+            self.items.set_description(f"item {event.index}")
+        elif isinstance(event, bev.ItemEvent) and self.interactive:
+            inner = event.event
+            if isinstance(inner, ev.NodeProgress):
+                if self.node is None:
+                    from tqdm import tqdm
+
+                    self.node = tqdm(total=1000, file=self.stream, position=1, leave=False,
+                                     bar_format="  {desc}: {percentage:3.0f}%|{bar}|")
+                self.node.set_description_str(inner.node_id, refresh=False)
+                self.node.n = int(inner.fraction * 1000)
+                self.node.refresh()
+            elif isinstance(inner, ev.NodeFinished) and self.node is not None:
+                self.node.close()
+                self.node = None
+        elif isinstance(event, bev.ItemFinished):
+            self.finished += 1
+            self.failed += event.status != "ok"
+            if self.items is not None:
+                self.items.update(1)
+                if self.failed:
+                    self.items.set_postfix_str(f" {self.failed} failed", refresh=True)
+            else:
+                what = "ok" if event.status == "ok" else f"FAILED: {event.error}"
+                self._line(f"[{self.finished}/{self.total}] item {event.index} {what} ({event.seconds:.2f}s)")
+        elif isinstance(event, bev.SweepFinished):
+            for bar in (self.node, self.items):
+                if bar is not None:
+                    bar.close()
+            self.node = self.items = None
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()

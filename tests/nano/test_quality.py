@@ -175,7 +175,7 @@ def test_eval_nano_samples_with_the_example_graphs_settings():
             assert params["steps"] == settings.steps, where
             if params["output"] == "text":  # i2t, t2t and I2T2I's caption
                 expected = settings.text_guidance
-            elif path.name == "image_variation.json":
+            elif path.name in ("image_variation.json", "sweep_photos.json"):  # the sweep runs image variation
                 expected = settings.variation_guidance
             else:
                 expected = settings.guidance

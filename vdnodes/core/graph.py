@@ -42,7 +42,16 @@ from vdnodes.core.registry import Registry
 from vdnodes.core.types import SocketType, explain_mismatch, suggest
 
 FORMAT = "vdnodes.graph"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the optional ``sweep`` block (docs/sweeps.md)
+
+
+def _from_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: nothing to change (2 only adds the optional ``sweep`` block)."""
+    return data
+
+
+# The core's own format migrations; plugins add theirs through ``registry.add_file_migration``.
+CORE_FILE_MIGRATIONS = {1: _from_1}
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class Graph:
     ui: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = "graph"  # where it came from, for messages
+    sweep: dict[str, Any] = field(default_factory=dict)  # params to sweep (``vdnodes.batch.spec``)
     # Read from a PNG saved by vdnodes: its run manifest, where its recorded input files were
     # found again (path value -> file) and those that were not (``provenance.locate_inputs``).
     # Never written to a graph file.
@@ -176,7 +186,7 @@ def migrate_file(data: dict[str, Any], registry: Registry, source: str) -> dict[
                                   f"vdnodes understands ({FORMAT_VERSION})", "upgrade vdnodes")],
                          source)
     while version < FORMAT_VERSION:
-        upgrade = registry.file_migrations.get(version)
+        upgrade = CORE_FILE_MIGRATIONS.get(version) or registry.file_migrations.get(version)
         if upgrade is None:
             raise GraphError([Problem("graph", f"no migration from file format version {version}")],
                              source)
@@ -193,7 +203,8 @@ def from_dict(data: Mapping[str, Any], source: str = "graph") -> Graph:
         links = {name: Link(str(v[0]), str(v[1])) for name, v in raw.get("inputs", {}).items()}
         nodes[nid] = NodeSpec(raw["type"], raw.get("version", ""), dict(raw.get("params", {})), links)
     return Graph(nodes, dict(data.get("inputs", {})), dict(data.get("outputs", {})),
-                 copy.deepcopy(data.get("ui", {})), copy.deepcopy(data.get("meta", {})), source)
+                 copy.deepcopy(data.get("ui", {})), copy.deepcopy(data.get("meta", {})), source,
+                 copy.deepcopy(data.get("sweep", {})))
 
 
 def migrate_nodes(graph: Graph, registry: Registry) -> list[Problem]:
@@ -429,7 +440,7 @@ def to_dict(graph: Graph) -> dict[str, Any]:
             raw["inputs"] = {k: [v.node, v.output] for k, v in spec.inputs.items()}
         nodes[nid] = raw
     data: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "nodes": nodes}
-    for key in ("inputs", "outputs", "ui", "meta"):
+    for key in ("inputs", "outputs", "ui", "meta", "sweep"):
         value = getattr(graph, key)
         if value:
             data[key] = value
