@@ -160,3 +160,37 @@ class SetParamCmd(QUndoCommand):
 
     def undo(self) -> None:
         self.doc.set_param(self.nid, self.name, copy.deepcopy(self.old))
+
+
+class SetUiCmd(QUndoCommand):
+    """Set (or with ``None`` remove) one layout-only entry of a node's ``ui``: title, colour, collapsed..."""
+
+    def __init__(self, doc: GraphDocument, nid: str, key: str, value: Any, label: str,
+                 parent: QUndoCommand | None = None) -> None:
+        super().__init__(label, parent)
+        self.doc = doc
+        self.nid, self.key = nid, key
+        self.old = copy.deepcopy(doc.graph.ui.get(nid, {}).get(key))
+        self.new = copy.deepcopy(value)
+
+    def redo(self) -> None:
+        self.doc.set_ui(self.nid, self.key, copy.deepcopy(self.new))
+
+    def undo(self) -> None:
+        self.doc.set_ui(self.nid, self.key, copy.deepcopy(self.old))
+
+
+class ReplaceGraphCmd(QUndoCommand):
+    """Swap the whole graph for another (restoring a run from the history); undo swaps back."""
+
+    def __init__(self, doc: GraphDocument, graph: Any, label: str, parent: QUndoCommand | None = None) -> None:
+        super().__init__(label, parent)
+        self.doc = doc
+        self.old = doc.graph.copy()
+        self.new = graph.copy()
+
+    def redo(self) -> None:
+        self.doc.swap_graph(self.new.copy())
+
+    def undo(self) -> None:
+        self.doc.swap_graph(self.old.copy())

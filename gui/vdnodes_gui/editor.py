@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication
 from vdnodes.core.graph import Link, NodeSpec
 
 from vdnodes_gui.commands import (
-    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, SetParamCmd,
+    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, ReplaceGraphCmd, SetParamCmd, SetUiCmd,
 )
 from vdnodes_gui.document import GraphDocument, Pos
 
@@ -61,6 +61,30 @@ class Editor(QObject):
     def move(self, positions: dict[str, Pos], gesture: int) -> None:
         if any(self.doc.pos(n) != (round(p[0]), round(p[1])) for n, p in positions.items()):
             self.undo.push(MoveNodesCmd(self.doc, positions, gesture))
+
+    def set_ui(self, nid: str, key: str, value: Any, label: str) -> None:
+        """A layout-only change of one node (title, colour, collapsed, seed mode); one undo step."""
+        if self.doc.graph.ui.get(nid, {}).get(key) != value:
+            self.undo.push(SetUiCmd(self.doc, nid, key, value, label))
+
+    def rename(self, nid: str, title: str) -> None:
+        """Give a node a title of its own ("" goes back to its type's name); its id stays."""
+        title = " ".join(title.split())
+        default = self.doc.decl(nid).display_name
+        self.set_ui(nid, "title", title if title and title != default else None,
+                    f"Rename {nid} to {title or default!r}")
+
+    def layout(self, positions: dict[str, Pos], label: str = "Auto-layout") -> None:
+        """Move many nodes at once (auto-layout); one undo step."""
+        moved = {n: p for n, p in positions.items() if self.doc.pos(n) != (round(p[0]), round(p[1]))}
+        if moved:
+            cmd = MoveNodesCmd(self.doc, moved, self.new_gesture())
+            cmd.setText(label)
+            self.undo.push(cmd)
+
+    def restore_graph(self, graph: Any, label: str) -> None:
+        """Put a whole earlier graph back (from the run history); one undo step."""
+        self.undo.push(ReplaceGraphCmd(self.doc, graph, label))
 
     # -- links ------------------------------------------------------------------
     def connect(self, src: str, output: str, dst: str, name: str) -> str | None:
@@ -157,19 +181,24 @@ class Editor(QObject):
         return len(data["nodes"])
 
     def paste_from_clipboard(self) -> list[str]:
+        data = self.clipboard_data()
+        return self.paste_nodes(data) if data else []
+
+    def clipboard_data(self) -> dict[str, Any] | None:
+        """The nodes on the clipboard, as ``copy_nodes`` made them (None: no vdnodes nodes there)."""
         mime = QApplication.clipboard().mimeData()
         if mime is None:
-            return []
+            return None
         if mime.hasFormat(CLIPBOARD_MIME):
             text = bytes(mime.data(CLIPBOARD_MIME)).decode("utf-8")
         elif mime.hasText():
             text = mime.text()
         else:
-            return []
+            return None
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
-            return []
+            return None
         if not isinstance(data, dict) or data.get("format") != "vdnodes.clipboard":
-            return []
-        return self.paste_nodes(data)
+            return None
+        return data

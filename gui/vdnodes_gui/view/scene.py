@@ -19,10 +19,12 @@ from vdnodes_gui import theme
 from vdnodes_gui.document import GraphDocument
 from vdnodes_gui.editor import Editor
 from vdnodes_gui.layout import layered_positions, missing_positions
+from vdnodes_gui.view.inline_param import InlineParam
 from vdnodes_gui.view.link_item import DragLink, LinkItem
 from vdnodes_gui.view.node_item import NodeItem, SocketItem
 
 SNAP_RADIUS = 14.0
+GRID = 24  # the canvas's dot grid
 
 
 @dataclass
@@ -43,6 +45,7 @@ class GraphScene(QGraphicsScene):
     """Items for one ``GraphDocument``; edits go through ``editor``."""
 
     refused_at = Signal(str, QPointF)  # a refused link: the reason and where it was dropped
+    link_dropped = Signal(str, str, bool, QPointF)  # a new link dropped on empty space: node, socket, is_input, where
 
     def __init__(self, doc: GraphDocument, editor: Editor) -> None:
         super().__init__()
@@ -52,6 +55,9 @@ class GraphScene(QGraphicsScene):
         self.links: dict[tuple[str, str], LinkItem] = {}
         self._link_drag: LinkDrag | None = None
         self._move: MoveDrag | None = None
+        self.snap = False  # moves land on the grid
+        self.inline: InlineParam | None = None  # a param being edited on its card
+        self._param_press: tuple[str, str, QPointF] | None = None
         self.setSceneRect(QRectF(-20000, -20000, 40000, 40000))
         self.setBackgroundBrush(QColor(theme.CANVAS))
         doc.reset.connect(self.rebuild)
@@ -61,10 +67,12 @@ class GraphScene(QGraphicsScene):
         doc.param_changed.connect(self._on_param_changed)
         doc.link_changed.connect(self._on_link_changed)
         doc.status_changed.connect(self._on_status_changed)
+        doc.ui_changed.connect(self._on_ui_changed)
         self.rebuild()
 
     # -- document -> items -----------------------------------------------------------
     def rebuild(self) -> None:
+        self.close_inline()
         self._link_drag = self._move = None
         for item in list(self.nodes.values()) + list(self.links.values()):
             self.removeItem(item)
@@ -93,6 +101,8 @@ class GraphScene(QGraphicsScene):
         item.setPos(*self.doc.pos(nid))
 
     def _on_node_removed(self, nid: str) -> None:
+        if self.inline is not None and self.inline.nid == nid:
+            self.close_inline()
         item = self.nodes.pop(nid, None)
         if item is not None:
             self.removeItem(item)
@@ -113,7 +123,16 @@ class GraphScene(QGraphicsScene):
     def _on_status_changed(self, nid: str) -> None:
         item = self.nodes.get(nid)
         if item is not None:
+            height = item.height()
             item.refresh()
+            if item.height() != height:  # an error or a text appeared: sockets stay, links too
+                self._update_links_of(nid)
+
+    def _on_ui_changed(self, nid: str) -> None:
+        item = self.nodes.get(nid)
+        if item is not None:
+            item.refresh()
+            self._update_links_of(nid)
 
     def _on_link_changed(self, dst: str, name: str) -> None:
         link = self.doc.link(dst, name) if dst in self.doc.graph.nodes else None
@@ -152,6 +171,12 @@ class GraphScene(QGraphicsScene):
         tip = f"{link} \u2192 {dst}.{name}  ({t})" if valid else \
             f"{link} \u2192 {dst}.{name}: {t} does not fit {want}"
         item.set_style(QColor(d.color if d else theme.TEXT_DIM), valid, tip)
+
+    def snapped(self, x: float, y: float) -> tuple[float, float]:
+        """A position on the grid when snapping is on."""
+        if not self.snap:
+            return x, y
+        return round(x / GRID) * GRID, round(y / GRID) * GRID
 
     # -- selection -----------------------------------------------------------------------
     def selected_node_ids(self) -> list[str]:
@@ -228,6 +253,8 @@ class GraphScene(QGraphicsScene):
         if target is None:
             if drag.old is not None:
                 self.editor.disconnect(*drag.old)
+            elif self.node_at(pos) is None:  # on empty space: offer the nodes that fit
+                self.link_dropped.emit(drag.anchor.node_id, drag.anchor.name, drag.anchor.is_input, pos)
             return None
         if target.is_input == drag.anchor.is_input:
             why = "link an output (right edge) to an input (left edge)"
@@ -256,8 +283,37 @@ class GraphScene(QGraphicsScene):
         src, dst = (anchor, other) if not anchor.is_input else (other, anchor)
         return self.doc.link_problem(src.node_id, src.name, dst.node_id, dst.name) is None
 
+    # -- params on the card -------------------------------------------------------------------
+    def edit_param_inline(self, nid: str, name: str) -> InlineParam | None:
+        """Open the param's widget over its row on the card (None: the row is not shown)."""
+        self.close_inline()
+        row = self.nodes[nid].param_row(name) if nid in self.nodes else None
+        if row is None:
+            return None
+        self.inline = InlineParam(self.editor, nid, name)
+        self.addItem(self.inline)
+        self.inline.setGeometry(row.adjusted(0, -3, 0, 3 + (50 if self.inline.widget_.param.widget ==
+                                                             "multiline" else 0)))
+        self.inline.focus()
+        return self.inline
+
+    def close_inline(self) -> None:
+        inline, self.inline = self.inline, None
+        if inline is not None:
+            inline.widget_.edited.disconnect()
+            self.removeItem(inline)
+            inline.deleteLater()
+
     # -- mouse ------------------------------------------------------------------------------
     def mousePressEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if self.inline is not None and not self.inline.geometry().contains(event.scenePos()):
+            self.close_inline()
+        self._param_press = None
+        if event.button() == Qt.LeftButton:
+            nid = self.node_at(event.scenePos())
+            name = self.nodes[nid].param_at(event.scenePos()) if nid is not None else None
+            if name is not None:
+                self._param_press = (nid, name, event.scenePos())
         if event.button() == Qt.LeftButton:
             sock = self.socket_at(event.scenePos())
             if sock is not None:
@@ -279,8 +335,8 @@ class GraphScene(QGraphicsScene):
             return
         if self._move is not None and event.buttons() & Qt.LeftButton:
             delta = event.scenePos() - self._move.start
-            self.editor.move({n: (x + delta.x(), y + delta.y()) for n, (x, y) in self._move.origins.items()},
-                             self._move.gesture)
+            self.editor.move({n: self.snapped(x + delta.x(), y + delta.y())
+                              for n, (x, y) in self._move.origins.items()}, self._move.gesture)
             event.accept()
             return
         super().mouseMoveEvent(event)
@@ -291,4 +347,8 @@ class GraphScene(QGraphicsScene):
             event.accept()
             return
         self._move = None
+        press, self._param_press = self._param_press, None
         super().mouseReleaseEvent(event)
+        if press is not None and event.button() == Qt.LeftButton \
+                and (event.scenePos() - press[2]).manhattanLength() < 4:
+            self.edit_param_inline(press[0], press[1])

@@ -1,0 +1,79 @@
+"""Context menus of a node card and of one param.
+
+The node menu: rename, collapse, colour, run up to here, copy, duplicate,
+delete. The param menu (a right-click on a param's row on the card, or on
+its label in the inspector): edit on the card, reset to default, plus what
+``PARAM_MENU_HOOKS`` add (one function per feature, e.g. setting a sweep).
+Layout-only changes (title, colour, collapsed) go to the graph's ``ui``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import QInputDialog, QMenu
+
+from vdnodes_gui import theme
+
+if TYPE_CHECKING:
+    from vdnodes_gui.main_window import MainWindow
+
+# Features add entries to the param menu here: fn(menu, window, node id, param name).
+PARAM_MENU_HOOKS: list[Callable[[QMenu, "MainWindow", str, str], None]] = []
+
+
+def _swatch(color: str) -> QIcon:
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(color))
+    return QIcon(pix)
+
+
+def node_menu(win: "MainWindow", nid: str) -> QMenu:
+    """The menu for node ``nid`` (the selection's copy/duplicate/delete included)."""
+    doc, editor = win.doc, win.editor
+    menu = QMenu(win)
+    menu.addAction("Rename...", lambda: rename_dialog(win, nid))
+    collapsed = bool(doc.graph.ui.get(nid, {}).get("collapsed"))
+    menu.addAction("Expand" if collapsed else "Collapse",
+                   lambda: editor.set_ui(nid, "collapsed", None if collapsed else True,
+                                         f"{'Expand' if collapsed else 'Collapse'} {nid}"))
+    colours = menu.addMenu("Colour")
+    colours.addAction(_swatch(theme.category_color(doc.decl(nid).category).name()), "Category colour",
+                      lambda: editor.set_ui(nid, "color", None, f"Colour of {nid}: category"))
+    for name, value in theme.NODE_COLORS.items():
+        colours.addAction(_swatch(value), name.capitalize(),
+                          lambda v=value, n=name: editor.set_ui(nid, "color", v, f"Colour of {nid}: {n}"))
+    menu.addSeparator()
+    run = menu.addAction("Run up to here", lambda: win.run_graph(targets=[nid]))
+    run.setEnabled(not win.runner.is_running())
+    menu.addSeparator()
+    menu.addActions([win.act_copy, win.act_duplicate, win.act_delete])
+    return menu
+
+
+def rename_dialog(win: "MainWindow", nid: str) -> QInputDialog:
+    """Ask for a node's new title (not modal; empty goes back to the type's name)."""
+    dialog = QInputDialog(win)
+    dialog.setWindowTitle("Rename node")
+    dialog.setLabelText(f"Title of {nid} (empty: {win.doc.decl(nid).display_name})")
+    dialog.setTextValue(win.doc.title(nid))
+    dialog.textValueSelected.connect(lambda text: nid in win.doc.graph.nodes and win.editor.rename(nid, text))
+    dialog.open()
+    win.rename_box = dialog
+    return dialog
+
+
+def param_menu(win: "MainWindow", nid: str, name: str) -> QMenu:
+    """The menu for param ``name`` of node ``nid``."""
+    doc, editor = win.doc, win.editor
+    menu = QMenu(win)
+    menu.setTitle(f"{nid}.{name}")
+    menu.addAction("Edit on the card", lambda: win.scene.edit_param_inline(nid, name))
+    default = doc.decl(nid).params[name].default
+    reset = menu.addAction(f"Reset to default ({default!r})", lambda: editor.set_param(nid, name, default))
+    reset.setEnabled(doc.graph.nodes[nid].params.get(name) != default)
+    for hook in PARAM_MENU_HOOKS:
+        hook(menu, win, nid, name)
+    return menu
