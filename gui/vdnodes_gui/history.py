@@ -39,7 +39,8 @@ class RunRecord:
             outs.append(f"{len(self.images)} image{'s' if len(self.images) != 1 else ''}")
         if self.texts:
             outs.append(f"{len(self.texts)} text{'s' if len(self.texts) != 1 else ''}")
-        return f"{clock}  {self.status}  {self.seconds:.1f} s" + (f"  \u00b7 {', '.join(outs)}" if outs else "")
+        secs = f"{self.seconds:.2f}" if self.seconds < 10 else f"{self.seconds:.1f}"
+        return f"{clock}  {self.status}  {secs} s" + (f"  \u00b7 {', '.join(outs)}" if outs else "")
 
 
 class HistoryList(QListWidget):

@@ -566,8 +566,10 @@ class MainWindow(QMainWindow):
         return Path(self.runner.executor.out_dir).resolve()
 
     def _show_out_dir(self) -> None:
-        self.out_label.setText(f"output: {self.output_folder()}")
-        self.out_label.setToolTip("Where Save image and Save text write their files")
+        folder = str(self.output_folder())
+        shown = folder if len(folder) <= 48 else "\u2026" + folder[-47:]
+        self.out_label.setText(f"output: {shown}")
+        self.out_label.setToolTip(f"{folder}\nWhere Save image and Save text write their files")
 
     def open_output_folder(self) -> QUrl:
         """Show the output folder in the file manager (made first if no run wrote it yet)."""

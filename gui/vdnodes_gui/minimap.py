@@ -57,7 +57,7 @@ class Minimap(QGraphicsView):
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
         painter.setPen(QPen(QColor(theme.SELECTED), 0))
-        painter.setBrush(QColor(255, 204, 102, 30))
+        painter.setBrush(QColor(255, 204, 102, 18))
         painter.drawRect(self.visible_area())
 
     def mousePressEvent(self, event: QMouseEvent) -> None:

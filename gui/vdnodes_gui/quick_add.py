@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QGuiApplication
 from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from vdnodes.core.node import NodeDecl
@@ -57,7 +57,11 @@ class QuickAdd(QFrame):
         self.heading.setText(heading)
         self.search.clear()
         self.refilter("")
-        self.move(global_pos)
+        screen = QGuiApplication.screenAt(global_pos) or QGuiApplication.primaryScreen()
+        area = screen.availableGeometry()
+        x = min(global_pos.x(), area.right() - self.width())
+        y = min(global_pos.y(), area.bottom() - self.height())
+        self.move(max(area.left(), x), max(area.top(), y))
         self.show()
         self.search.setFocus()
 

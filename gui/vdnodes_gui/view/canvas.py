@@ -8,7 +8,7 @@ graph files (JSON, or PNGs saved by vdnodes) dropped on it are opened.
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QCursor, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtGui import QColor, QCursor, QKeyEvent, QMouseEvent, QPainter, QPen, QTransform, QWheelEvent
 from PySide6.QtWidgets import QGraphicsView
 
 from vdnodes_gui import theme
@@ -70,7 +70,7 @@ class CanvasView(QGraphicsView):
         self.fit()
         if rect.isEmpty() or self.zoom() >= self.min_open_zoom:
             return
-        self.zoom_by(self.min_open_zoom / self.zoom())
+        self.setTransform(QTransform.fromScale(self.min_open_zoom, self.min_open_zoom))
         visible = self.mapToScene(self.viewport().rect()).boundingRect()
         self.centerOn(rect.left() - 24 + visible.width() / 2, rect.center().y())
 
