@@ -194,3 +194,17 @@ class ReplaceGraphCmd(QUndoCommand):
 
     def undo(self) -> None:
         self.doc.swap_graph(self.old.copy())
+
+
+class SetBypassCmd(QUndoCommand):
+    """Turn a node's bypass on or off (it changes what runs: the node and its descendants go stale)."""
+
+    def __init__(self, doc: GraphDocument, nid: str, on: bool, parent: QUndoCommand | None = None) -> None:
+        super().__init__(f"{'Bypass' if on else 'Stop bypassing'} {nid}", parent)
+        self.doc, self.nid, self.on = doc, nid, on
+
+    def redo(self) -> None:
+        self.doc.set_bypass(self.nid, self.on)
+
+    def undo(self) -> None:
+        self.doc.set_bypass(self.nid, not self.on)

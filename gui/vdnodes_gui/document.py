@@ -241,6 +241,12 @@ class GraphDocument(QObject):
             entry[key] = value
         self.ui_changed.emit(nid)
 
+    def set_bypass(self, nid: str, on: bool) -> None:
+        self.graph.nodes[nid].bypass = on
+        self._types = None
+        self._mark_stale(nid)
+        self.ui_changed.emit(nid)
+
     def title(self, nid: str) -> str:
         """The node's title: the user's name for it, else its type's display name."""
         return self.graph.ui.get(nid, {}).get("title") or self.decl(nid).display_name

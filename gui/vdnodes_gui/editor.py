@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QApplication
 from vdnodes.core.graph import Link, NodeSpec
 
 from vdnodes_gui.commands import (
-    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, ReplaceGraphCmd, SetParamCmd, SetUiCmd,
+    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, ReplaceGraphCmd, SetBypassCmd, SetParamCmd,
+    SetUiCmd,
 )
 from vdnodes_gui.document import GraphDocument, Pos
 
@@ -66,6 +67,19 @@ class Editor(QObject):
         """A layout-only change of one node (title, colour, collapsed, seed mode); one undo step."""
         if self.doc.graph.ui.get(nid, {}).get(key) != value:
             self.undo.push(SetUiCmd(self.doc, nid, key, value, label))
+
+    def set_bypass(self, nid: str, on: bool) -> str | None:
+        """Bypass a node (or stop); returns the reason when it cannot pass its inputs through."""
+        from vdnodes.core.bypass import pass_through
+
+        if self.doc.graph.nodes[nid].bypass == on:
+            return None
+        why = pass_through(self.doc.graph, self.doc.registry, nid)[1] if on else None
+        if why:
+            self.refused.emit(why)
+            return why
+        self.undo.push(SetBypassCmd(self.doc, nid, on))
+        return None
 
     def rename(self, nid: str, title: str) -> None:
         """Give a node a title of its own ("" goes back to its type's name); its id stays."""

@@ -1,7 +1,7 @@
 """Context menus of a node card and of one param.
 
-The node menu: rename, collapse, colour, run up to here, copy, duplicate,
-delete. The param menu (a right-click on a param's row on the card, or on
+The node menu: rename, collapse, colour, bypass, run up to here, copy,
+duplicate, delete. The param menu (a right-click on a param's row on the card, or on
 its label in the inspector): edit on the card, reset to default, plus what
 ``PARAM_MENU_HOOKS`` add (one function per feature, e.g. setting a sweep).
 Layout-only changes (title, colour, collapsed) go to the graph's ``ui``.
@@ -45,6 +45,11 @@ def node_menu(win: "MainWindow", nid: str) -> QMenu:
     for name, value in theme.NODE_COLORS.items():
         colours.addAction(_swatch(value), name.capitalize(),
                           lambda v=value, n=name: editor.set_ui(nid, "color", v, f"Colour of {nid}: {n}"))
+    bypass = menu.addAction("Bypass")
+    bypass.setCheckable(True)
+    bypass.setChecked(doc.graph.nodes[nid].bypass)
+    bypass.triggered.connect(lambda on: editor.set_bypass(nid, bool(on)))
+    bypass.setToolTip("Do not run it: each output passes a linked input of a fitting type through")
     menu.addSeparator()
     run = menu.addAction("Run up to here", lambda: win.run_graph(targets=[nid]))
     run.setEnabled(not win.runner.is_running())

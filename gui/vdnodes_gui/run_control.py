@@ -42,7 +42,7 @@ class RunControl(QObject):
         self.doc = win.doc
         self.runner = win.runner
         self.states = RunStates(self.doc, lambda key: key in self.runner.executor.cache)
-        self.doc.key_fn = lambda graph: self.runner.executor.compute_keys(graph, graph.nodes)
+        self.doc.key_fn = self._keys
         self.started_at = 0.0
         self.phase = ""
         self.last_result: RunResult | None = None
@@ -53,6 +53,11 @@ class RunControl(QObject):
         self.runner.event.connect(self._on_event)
         self.runner.phase.connect(self._on_phase)
         self.runner.finished.connect(self._on_finished)
+
+    def _keys(self, graph) -> dict[str, str]:
+        """Cache keys of the graph as it would run (bypassed nodes have none)."""
+        effective = self.runner.executor.effective_graph(graph)
+        return self.runner.executor.compute_keys(effective, effective.nodes)
 
     # -- starting --------------------------------------------------------------------------
     def run(self, targets: list[str] | None = None) -> bool:
@@ -75,6 +80,9 @@ class RunControl(QObject):
             win.show_message(f"Cannot run: {n} problem{'s' if n != 1 else ''}, listed under Problems "
                              "and on the nodes", 0)
             win.show_problems()
+            return False
+        if targets and any(doc.graph.nodes[t].bypass for t in targets if t in doc.graph.nodes):
+            win.show_message("Cannot run up to a bypassed node: it does not run")
             return False
         self._targets = targets
         needed = list(doc.graph.nodes) if targets is None else \

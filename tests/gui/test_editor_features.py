@@ -225,3 +225,22 @@ def test_seed_increments_or_randomises_after_each_run(window, qtbot):
     ed.mode.setCurrentIndex(ed.mode.findData("randomise"))
     assert run_and_wait(window, qtbot).status == "ok"
     assert window.doc.graph.nodes[sampler].params["seed"] not in (seed + 1, seed)
+
+
+def test_bypass_passes_the_image_through_or_is_refused_with_the_reason(window, qtbot, tmp_path, registry):
+    window.open_path(GRAPHS / "hello.json")
+    menu = node_menu(window, "bigger")
+    _action(menu, "Bypass").trigger()
+    assert window.doc.graph.nodes["bigger"].bypass
+    result = run_and_wait(window, qtbot)
+    assert result.status == "ok" and "bigger" not in result.executed
+    assert window.viewer.current_image().width() == 64  # the loaded image, not resized to 256
+    window.save_to(tmp_path / "bypassed.json")
+    assert load_graph(tmp_path / "bypassed.json", registry).nodes["bigger"].bypass
+    window.undo.undo()
+    assert not window.doc.graph.nodes["bigger"].bypass
+    window.open_path(GRAPHS / "text_to_image.json")
+    enc = next(n for n, s in window.doc.graph.nodes.items() if s.type == "vd.encode_text")
+    _action(node_menu(window, enc), "Bypass").trigger()
+    assert not window.doc.graph.nodes[enc].bypass
+    assert f"cannot bypass {enc}: output 'context'" in window.last_message

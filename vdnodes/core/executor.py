@@ -21,6 +21,7 @@ from typing import Any
 import networkx as nx
 
 from vdnodes.core import events as ev
+from vdnodes.core.bypass import resolve_bypass
 from vdnodes.core.cache import TensorCache
 from vdnodes.core.errors import (
     GraphError, NodeError, NodeInputError, Problem, RunCancelled, UserInputError, VDNodesError,
@@ -134,6 +135,10 @@ class Executor:
         self.services = dict(services or {})
         self._lock = threading.Lock()
 
+    def effective_graph(self, graph: Graph) -> Graph:
+        """The graph as it runs: bypassed nodes left out, their consumers fed what passes through."""
+        return resolve_bypass(graph, self.registry)
+
     # -- keys -----------------------------------------------------------------
     def compute_keys(self, graph: Graph, nodes: Iterable[str], seed: int | None = None) -> dict[str, str]:
         """Cache keys of ``nodes`` (and their ancestors), id- and layout-independent."""
@@ -231,6 +236,7 @@ class Executor:
         """
         if seed is None and isinstance(graph.manifest.get("seed"), int):
             seed = graph.manifest["seed"]
+        graph = self.effective_graph(graph)
         with self._lock:
             return self._run(graph, targets, seed, on_event or (lambda e: None),
                              cancel or CancelToken(), raise_errors)

@@ -64,6 +64,7 @@ class NodeSpec:
     version: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Link] = field(default_factory=dict)
+    bypass: bool = False  # not run; its outputs pass fitting inputs through (``vdnodes.core.bypass``)
 
 
 @dataclass
@@ -82,6 +83,9 @@ class Graph:
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
     located_inputs: dict[str, str] = field(default_factory=dict, repr=False)
     missing_inputs: list[Any] = field(default_factory=list, repr=False)
+    # A graph with bypassed nodes resolved (``bypass.resolve_bypass``): the graph as written,
+    # which is what a saved PNG embeds.
+    original: "Graph | None" = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "Graph":
         return copy.deepcopy(self)
@@ -191,7 +195,8 @@ def from_dict(data: Mapping[str, Any], source: str = "graph") -> Graph:
     nodes = {}
     for nid, raw in data.get("nodes", {}).items():
         links = {name: Link(str(v[0]), str(v[1])) for name, v in raw.get("inputs", {}).items()}
-        nodes[nid] = NodeSpec(raw["type"], raw.get("version", ""), dict(raw.get("params", {})), links)
+        nodes[nid] = NodeSpec(raw["type"], raw.get("version", ""), dict(raw.get("params", {})), links,
+                              bool(raw.get("bypass", False)))
     return Graph(nodes, dict(data.get("inputs", {})), dict(data.get("outputs", {})),
                  copy.deepcopy(data.get("ui", {})), copy.deepcopy(data.get("meta", {})), source)
 
@@ -299,6 +304,14 @@ def validate(graph: Graph, registry: Registry) -> list[Problem]:
                                 "a node cannot depend on its own output"))
     else:
         problems += [Problem(n, m, h) for n, m, h in _type_problems(graph, registry, dig, known)[1]]
+        if not problems and any(s.bypass for s in graph.nodes.values()):
+            from vdnodes.core.bypass import bypass_problems, resolve_bypass  # imports this module
+
+            problems += bypass_problems(graph, registry)
+            if not problems:  # what runs: links rerouted through bypassed nodes must type-check too
+                resolved = resolve_bypass(graph, registry)
+                problems += [Problem(n, f"with bypassed nodes passed through: {m}", h) for n, m, h in
+                             _type_problems(resolved, registry, to_digraph(resolved), known)[1]]
     return problems
 
 
@@ -427,6 +440,8 @@ def to_dict(graph: Graph) -> dict[str, Any]:
         raw: dict[str, Any] = {"type": spec.type, "version": spec.version, "params": dict(spec.params)}
         if spec.inputs:
             raw["inputs"] = {k: [v.node, v.output] for k, v in spec.inputs.items()}
+        if spec.bypass:
+            raw["bypass"] = True
         nodes[nid] = raw
     data: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "nodes": nodes}
     for key in ("inputs", "outputs", "ui", "meta"):

@@ -330,7 +330,7 @@ class NodeItem(QGraphicsItem):
         title = QFontMetricsF(self._title_font).elidedText(self.doc.title(self.node_id), Qt.ElideRight,
                                                            WIDTH - 2 * PAD)
         painter.drawText(QRectF(PAD, 5, WIDTH - 2 * PAD, 22), Qt.AlignLeft | Qt.AlignVCenter, title)
-        badge = self._badge(state, status)
+        badge = "bypassed" if spec.bypass else self._badge(state, status)
         painter.setFont(self._small_font)
         badge_w = QFontMetricsF(self._small_font).horizontalAdvance(badge) + 12 if badge else 0
         painter.setFont(self._id_font)
@@ -343,11 +343,13 @@ class NodeItem(QGraphicsItem):
             painter.setPen(Qt.NoPen)
             painter.setBrush(QColor(0, 0, 0, 150))
             painter.drawRoundedRect(rect, 8, 8)
-            painter.setPen(QColor(theme.STATE_COLORS[state.value]))
+            painter.setPen(QColor(theme.STATE_COLORS["skipped" if spec.bypass else state.value]))
             painter.drawText(rect, Qt.AlignCenter, badge)
         if self.collapsed():
             self._paint_outline(painter, body, state)
             return
+        if spec.bypass:  # a bypassed card is drawn faded and struck through its body
+            painter.setOpacity(0.55)
         # 3. progress bar along the header's bottom edge
         if state in (NodeState.RUNNING, NodeState.QUEUED):
             track = QRectF(0, HEADER - 3, WIDTH, 3)
@@ -395,6 +397,7 @@ class NodeItem(QGraphicsItem):
         if self._error_lines:
             self._paint_lines(painter, self._error_top, self._error_lines, QColor(90, 24, 24),
                               QColor(theme.ERROR_TEXT), self._small_font)
+        painter.setOpacity(1.0)
         self._paint_outline(painter, body, state)
 
     def _paint_lines(self, painter: QPainter, top: float, lines: list[str], back: QColor, fore: QColor,
