@@ -18,7 +18,7 @@ from vdnodes.core.graph import Link, NodeSpec
 
 from vdnodes_gui.document import GraphDocument, NodeRecord, Pos
 
-MOVE_ID, PARAM_ID = 1001, 1002
+MOVE_ID, PARAM_ID, FRAME_ID = 1001, 1002, 1003
 
 
 class AddNodeCmd(QUndoCommand):
@@ -208,3 +208,36 @@ class SetBypassCmd(QUndoCommand):
 
     def undo(self) -> None:
         self.doc.set_bypass(self.nid, not self.on)
+
+
+class SetFramesCmd(QUndoCommand):
+    """Replace the frame list (add, rename, delete a frame); with ``moves`` also move nodes (a frame
+    drag: the frame and the nodes in it, merged into one step per drag gesture)."""
+
+    def __init__(self, doc: GraphDocument, frames: list, label: str, moves: dict[str, Pos] | None = None,
+                 gesture: int = 0, parent: QUndoCommand | None = None) -> None:
+        super().__init__(label, parent)
+        self.doc = doc
+        self.old, self.new = copy.deepcopy(doc.frames()), copy.deepcopy(frames)
+        self.moves = dict(moves or {})
+        self.origins = {n: doc.pos(n) for n in self.moves}
+        self.gesture = gesture
+
+    def id(self) -> int:
+        return FRAME_ID if self.gesture else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, SetFramesCmd) or not self.gesture or other.gesture != self.gesture:
+            return False
+        self.new, self.moves = other.new, other.moves
+        return True
+
+    def redo(self) -> None:
+        for nid, pos in self.moves.items():
+            self.doc.set_pos(nid, pos)
+        self.doc.set_frames(copy.deepcopy(self.new))
+
+    def undo(self) -> None:
+        for nid, pos in self.origins.items():
+            self.doc.set_pos(nid, pos)
+        self.doc.set_frames(copy.deepcopy(self.old))

@@ -71,6 +71,7 @@ class NodeRecord:
     graph_outputs: dict[str, str] = field(default_factory=dict)
 
 
+FRAMES_KEY = "@frames"  # in ``graph.ui``; never a node id (ids start with a letter or _)
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -83,6 +84,7 @@ class GraphDocument(QObject):
     param_changed = Signal(str, str)  # node id, param name
     link_changed = Signal(str, str)  # consumer node id, input name (added, replaced or removed)
     status_changed = Signal(str)
+    frames_changed = Signal()
     ui_changed = Signal(str)  # node id whose layout-only ui entry (title, colour, collapsed...) changed
     reset = Signal()  # the whole graph was replaced
     path_changed = Signal()
@@ -111,6 +113,7 @@ class GraphDocument(QObject):
     def swap_graph(self, graph: Graph) -> None:
         """Replace the graph but keep the path (an undoable restore); states say what the cache holds."""
         graph.source = self.graph.source
+        graph.ui = copy.deepcopy(graph.ui)
         self.graph = graph
         self.status = {nid: NodeStatus() for nid in graph.nodes}
         self._types = None
@@ -240,6 +243,17 @@ class GraphDocument(QObject):
         else:
             entry[key] = value
         self.ui_changed.emit(nid)
+
+    def frames(self) -> list[dict[str, Any]]:
+        """The frames (``ui["@frames"]``): ``{"title", "rect": [x, y, w, h], "color"}`` each."""
+        return self.graph.ui.get(FRAMES_KEY, [])
+
+    def set_frames(self, frames: list[dict[str, Any]]) -> None:
+        if frames:
+            self.graph.ui[FRAMES_KEY] = frames
+        else:
+            self.graph.ui.pop(FRAMES_KEY, None)
+        self.frames_changed.emit()
 
     def set_bypass(self, nid: str, on: bool) -> None:
         self.graph.nodes[nid].bypass = on

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import QApplication
 from vdnodes.core.graph import Link, NodeSpec
 
 from vdnodes_gui.commands import (
-    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, ReplaceGraphCmd, SetBypassCmd, SetParamCmd,
-    SetUiCmd,
+    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, ReplaceGraphCmd, SetBypassCmd, SetFramesCmd,
+    SetParamCmd, SetUiCmd,
 )
 from vdnodes_gui.document import GraphDocument, Pos
 
@@ -67,6 +67,49 @@ class Editor(QObject):
         """A layout-only change of one node (title, colour, collapsed, seed mode); one undo step."""
         if self.doc.graph.ui.get(nid, {}).get(key) != value:
             self.undo.push(SetUiCmd(self.doc, nid, key, value, label))
+
+    # -- frames and reroutes (layout only) ------------------------------------------------
+    def frame_nodes(self, nids: list[str], rects: dict[str, tuple[float, float, float, float]],
+                    title: str = "Frame") -> int:
+        """A frame around the given cards (``rects``: their x, y, w, h); returns its index."""
+        if not nids:
+            return -1
+        m, bar = 24.0, 34.0
+        left = min(rects[n][0] for n in nids) - m
+        top = min(rects[n][1] for n in nids) - m - bar
+        right = max(rects[n][0] + rects[n][2] for n in nids) + m
+        bottom = max(rects[n][1] + rects[n][3] for n in nids) + m
+        frames = [*self.doc.frames(), {"title": title, "rect": [round(left), round(top), round(right - left),
+                                                                  round(bottom - top)]}]
+        self.undo.push(SetFramesCmd(self.doc, frames, f"Frame {len(nids)} nodes"))
+        return len(frames) - 1
+
+    def edit_frame(self, index: int, label: str, **changes: Any) -> None:
+        """Change a frame's title, colour or rect; ``None`` for ``remove=True`` deletes it."""
+        frames = copy.deepcopy(self.doc.frames())
+        if changes.pop("remove", False):
+            del frames[index]
+        else:
+            frames[index].update(changes)
+        self.undo.push(SetFramesCmd(self.doc, frames, label))
+
+    def move_frame(self, index: int, dx: float, dy: float, origin: list[float],
+                   nodes: dict[str, Pos], gesture: int) -> None:
+        """Drag a frame by (dx, dy) from ``origin`` with the cards that started inside it (one step)."""
+        frames = copy.deepcopy(self.doc.frames())
+        frames[index]["rect"] = [round(origin[0] + dx), round(origin[1] + dy), origin[2], origin[3]]
+        moves = {n: (x + dx, y + dy) for n, (x, y) in nodes.items()}
+        self.undo.push(SetFramesCmd(self.doc, frames, f"Move frame {frames[index].get('title', '')}", moves,
+                                    gesture))
+
+    def set_reroutes(self, dst: str, name: str, points: list[Pos]) -> None:
+        """The points the link into ``dst.name`` is drawn through ([] removes them); one undo step."""
+        table = dict(self.doc.graph.ui.get(dst, {}).get("reroutes", {}))
+        if points:
+            table[name] = [[round(x), round(y)] for x, y in points]
+        else:
+            table.pop(name, None)
+        self.set_ui(dst, "reroutes", table or None, f"Reroute {dst}.{name}")
 
     def set_bypass(self, nid: str, on: bool) -> str | None:
         """Bypass a node (or stop); returns the reason when it cannot pass its inputs through."""

@@ -29,7 +29,7 @@ from vdnodes_gui.files import open_graph
 from vdnodes_gui.history import HistoryList, RunRecord
 from vdnodes_gui.layout import layered_positions
 from vdnodes_gui.minimap import Minimap
-from vdnodes_gui.node_menu import node_menu, param_menu
+from vdnodes_gui.node_menu import frame_menu, link_menu, node_menu, param_menu
 from vdnodes_gui.palette import Palette
 from vdnodes_gui.params import Inspector
 from vdnodes_gui.placement import beside, free_spot, group_spot
@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
         self.act_delete = a("Delete", self.scene.delete_selected, ["Delete", "Backspace"], canvas_only=True)
         self.act_select_all = a("Select All", self.select_all, ["Ctrl+A"], canvas_only=True)
         self.act_fit = a("Fit to View", self.view.fit, ["F"], canvas_only=True)
+        self.act_frame = a("Frame Selection", self.frame_selection, ["Ctrl+G"], "Put the selected nodes in a named frame",
+                           canvas_only=True)
         self.act_layout = a("Auto-layout", self.auto_layout, ["Ctrl+L"], "Lay the graph out left to right by depth")
         self.act_snap = a("Snap to Grid", self._toggle_snap, tip="Moved nodes land on the grid")
         self.act_snap.setCheckable(True)
@@ -191,7 +193,7 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([self.act_quick_add, self.act_copy, self.act_paste, self.act_duplicate,
                               self.act_delete, self.act_select_all])
         edit_menu.addSeparator()
-        edit_menu.addAction(self.act_layout)
+        edit_menu.addActions([self.act_frame, self.act_layout])
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addActions([self.act_fit, self.act_snap, self.act_minimap])
         run_menu = self.menuBar().addMenu("&Run")
@@ -343,6 +345,10 @@ class MainWindow(QMainWindow):
                 if node not in self.scene.selected_node_ids():
                     self.scene.select_nodes([node])
                 menu = node_menu(self, node)
+        elif self.scene.link_at(pos) is not None:
+            menu = link_menu(self, self.scene.link_at(pos).key, pos)
+        elif self.scene.frame_at(pos, bar_only=False) is not None:
+            menu = frame_menu(self, self.scene.frame_at(pos, bar_only=False).index)
         else:
             menu = QMenu(self)
             menu.addAction("Search nodes... (Tab)", lambda: self.open_quick_add(pos))
@@ -417,6 +423,12 @@ class MainWindow(QMainWindow):
         self.editor.layout({n: (float(x), float(y)) for n, (x, y) in
                             layered_positions(self.doc.graph, heights).items()})
         self.view.open_view()
+
+    def frame_selection(self) -> int:
+        """A frame around the selected nodes; returns its index (-1: nothing selected)."""
+        nids = self.scene.selected_node_ids()
+        rects = {n: (*self.doc.pos(n), WIDTH, self.scene.nodes[n].height()) for n in nids}
+        return self.editor.frame_nodes(nids, rects)
 
     def _toggle_snap(self, on: bool) -> None:
         self.scene.snap = bool(on)

@@ -1,7 +1,8 @@
 """Context menus of a node card and of one param.
 
 The node menu: rename, collapse, colour, bypass, run up to here, copy,
-duplicate, delete. The param menu (a right-click on a param's row on the card, or on
+duplicate, delete. The link menu adds or removes reroute points; the frame
+menu renames, colours or deletes a frame. The param menu (a right-click on a param's row on the card, or on
 its label in the inspector): edit on the card, reset to default, plus what
 ``PARAM_MENU_HOOKS`` add (one function per feature, e.g. setting a sweep).
 Layout-only changes (title, colour, collapsed) go to the graph's ``ui``.
@@ -82,3 +83,37 @@ def param_menu(win: "MainWindow", nid: str, name: str) -> QMenu:
     for hook in PARAM_MENU_HOOKS:
         hook(menu, win, nid, name)
     return menu
+
+
+def link_menu(win: "MainWindow", key: tuple[str, str], pos) -> QMenu:
+    """The menu for the link into ``key`` = (consumer, input), opened at scene position ``pos``."""
+    menu = QMenu(win)
+    menu.addAction("Add reroute point here", lambda: win.scene.add_reroute(key, pos))
+    remove = menu.addAction("Remove reroute points", lambda: win.editor.set_reroutes(*key, []))
+    remove.setEnabled(bool(win.doc.graph.ui.get(key[0], {}).get("reroutes", {}).get(key[1])))
+    menu.addAction("Delete link", lambda: win.editor.disconnect(*key))
+    return menu
+
+
+def frame_menu(win: "MainWindow", index: int) -> QMenu:
+    """The menu for frame ``index``: rename, colour, delete (its nodes stay)."""
+    menu = QMenu(win)
+    menu.addAction("Rename frame...", lambda: rename_frame_dialog(win, index))
+    colours = menu.addMenu("Colour")
+    colours.addAction("Default", lambda: win.editor.edit_frame(index, "Frame colour", color=None))
+    for name, value in theme.NODE_COLORS.items():
+        colours.addAction(_swatch(value), name.capitalize(),
+                          lambda v=value: win.editor.edit_frame(index, "Frame colour", color=v))
+    menu.addAction("Delete frame (keep its nodes)", lambda: win.editor.edit_frame(index, "Delete frame", remove=True))
+    return menu
+
+
+def rename_frame_dialog(win: "MainWindow", index: int) -> QInputDialog:
+    dialog = QInputDialog(win)
+    dialog.setWindowTitle("Rename frame")
+    dialog.setLabelText("Frame title")
+    dialog.setTextValue(win.doc.frames()[index].get("title", "Frame"))
+    dialog.textValueSelected.connect(lambda text: win.editor.edit_frame(index, "Rename frame", title=text.strip()))
+    dialog.open()
+    win.rename_box = dialog
+    return dialog

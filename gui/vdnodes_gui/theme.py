@@ -24,7 +24,8 @@ TEXT_FAINT = "#6b7283"
 ACCENT = "#5b9cff"
 SELECTED = "#ffcc66"
 ERROR = "#ff5f56"
-ERROR_TEXT = "#ffb3ad"  # error messages on dark surfaces
+ERROR_TEXT = "#ffb3ad"
+FRAME = "#7f8aa3"  # frames without a colour of their own  # error messages on dark surfaces
 WARNING = "#ffb347"
 
 # Node header colours by category (muted so that socket colours stay readable).

@@ -244,3 +244,58 @@ def test_bypass_passes_the_image_through_or_is_refused_with_the_reason(window, q
     _action(node_menu(window, enc), "Bypass").trigger()
     assert not window.doc.graph.nodes[enc].bypass
     assert f"cannot bypass {enc}: output 'context'" in window.last_message
+
+
+def test_frames_group_nodes_move_them_and_are_saved_as_layout(window, tmp_path, registry):
+    from vdnodes_gui.node_menu import frame_menu
+
+    window.open_path(GRAPHS / "hello.json")
+    keys = window.doc.current_keys()
+    window.scene.select_nodes(["scene", "palette"])
+    index = window.frame_selection()
+    frame = window.scene.frames[index]
+    for nid in ("scene", "palette"):
+        assert frame.rect().contains(window.scene.nodes[nid].sceneBoundingRect())
+    _action(frame_menu(window, index), "Rename frame...").trigger()
+    window.rename_box.setTextValue("Inputs")
+    window.rename_box.accept()
+    assert window.doc.frames()[index]["title"] == "Inputs"
+    view = window.view
+    bar = view.mapFromScene(frame.bar().center())
+    before = {n: window.doc.pos(n) for n in window.doc.graph.nodes}
+    count = window.undo.count()
+    QTest.mousePress(view.viewport(), Qt.LeftButton, Qt.NoModifier, bar)
+    QTest.mouseMove(view.viewport(), bar + QPoint(30, 20))
+    QTest.mouseMove(view.viewport(), bar + QPoint(60, 40))
+    QTest.mouseRelease(view.viewport(), Qt.LeftButton, Qt.NoModifier, bar + QPoint(60, 40))
+    assert window.undo.count() == count + 1  # one step for the whole drag
+    dx = window.doc.pos("scene")[0] - before["scene"][0]
+    assert dx > 30 and window.doc.pos("palette")[0] - before["palette"][0] == dx
+    assert window.doc.pos("save") == before["save"]  # outside the frame: stays
+    assert window.doc.current_keys() == keys  # layout only
+    window.save_to(tmp_path / "framed.json")
+    assert load_graph(tmp_path / "framed.json", registry).ui["@frames"][0]["title"] == "Inputs"
+    window.undo.undo()
+    assert window.doc.pos("scene") == before["scene"]
+
+
+def test_reroute_points_bend_a_link_and_can_be_dragged_and_removed(window):
+    from vdnodes_gui.node_menu import link_menu
+
+    window.open_path(GRAPHS / "hello.json")
+    key = ("recolor", "reference")
+    link = window.scene.links[key]
+    at = link.path().pointAtPercent(0.5) + QPointF(0, 80)
+    _action(link_menu(window, key, at), "Add reroute point here").trigger()
+    assert window.doc.graph.ui["recolor"]["reroutes"]["reference"] == [[round(at.x()), round(at.y())]]
+    (handle,) = window.scene.handles[key]
+    assert link.path().intersects(handle.sceneBoundingRect())  # the link passes through the point
+    view = window.view
+    start = view.mapFromScene(handle.scenePos())
+    QTest.mousePress(view.viewport(), Qt.LeftButton, Qt.NoModifier, start)
+    QTest.mouseMove(view.viewport(), start + QPoint(0, 50))
+    QTest.mouseRelease(view.viewport(), Qt.LeftButton, Qt.NoModifier, start + QPoint(0, 50))
+    (x, y), = window.doc.graph.ui["recolor"]["reroutes"]["reference"]
+    assert y > at.y() + 30
+    _action(link_menu(window, key, at), "Remove reroute points").trigger()
+    assert "reroutes" not in window.doc.graph.ui["recolor"] and not window.scene.handles[key]

@@ -19,6 +19,7 @@ from vdnodes_gui import theme
 from vdnodes_gui.document import GraphDocument
 from vdnodes_gui.editor import Editor
 from vdnodes_gui.layout import layered_positions, missing_positions
+from vdnodes_gui.view.frame_item import FrameItem, RerouteHandle
 from vdnodes_gui.view.inline_param import InlineParam
 from vdnodes_gui.view.link_item import DragLink, LinkItem
 from vdnodes_gui.view.node_item import NodeItem, SocketItem
@@ -32,6 +33,21 @@ class LinkDrag:
     anchor: SocketItem  # the fixed end
     old: tuple[str, str] | None  # the input whose link was picked up, if any
     line: DragLink
+
+
+@dataclass
+class FrameDrag:
+    gesture: int
+    start: QPointF
+    index: int
+    origin: list[float]
+    nodes: dict[str, tuple[float, float]]
+
+
+@dataclass
+class PointDrag:
+    handle: RerouteHandle
+    points: list[QPointF]
 
 
 @dataclass
@@ -58,6 +74,10 @@ class GraphScene(QGraphicsScene):
         self.snap = False  # moves land on the grid
         self.inline: InlineParam | None = None  # a param being edited on its card
         self._param_press: tuple[str, str, QPointF] | None = None
+        self.frames: list[FrameItem] = []
+        self.handles: dict[tuple[str, str], list[RerouteHandle]] = {}
+        self._frame_drag: FrameDrag | None = None
+        self._point_drag: PointDrag | None = None
         self.setSceneRect(QRectF(-20000, -20000, 40000, 40000))
         self.setBackgroundBrush(QColor(theme.CANVAS))
         doc.reset.connect(self.rebuild)
@@ -68,6 +88,7 @@ class GraphScene(QGraphicsScene):
         doc.link_changed.connect(self._on_link_changed)
         doc.status_changed.connect(self._on_status_changed)
         doc.ui_changed.connect(self._on_ui_changed)
+        doc.frames_changed.connect(self._rebuild_frames)
         self.rebuild()
 
     # -- document -> items -----------------------------------------------------------
@@ -86,6 +107,28 @@ class GraphScene(QGraphicsScene):
             item.setPos(*self.doc.pos(nid))
         for dst, name, _ in self.doc.links():
             self._on_link_changed(dst, name)
+        self._rebuild_frames()
+
+    def _rebuild_frames(self) -> None:
+        for item in self.frames:
+            self.removeItem(item)
+        self.frames = []
+        for i, frame in enumerate(self.doc.frames()):
+            item = FrameItem(i, frame)
+            self.addItem(item)
+            self.frames.append(item)
+
+    def frame_at(self, pos: QPointF, bar_only: bool = True) -> FrameItem | None:
+        """The frame whose title bar (or body) is under ``pos``, if no card is."""
+        if self.node_at(pos) is not None:
+            return None
+        for item in reversed(self.frames):
+            if (item.bar() if bar_only else item.rect()).contains(pos):
+                return item
+        return None
+
+    def link_at(self, pos: QPointF) -> LinkItem | None:
+        return next((i for i in self.items(pos) if isinstance(i, LinkItem)), None)
 
     def _place_unplaced(self) -> None:
         """Graphs without positions (hand-written files) get a layered layout, stored in ``ui``."""
@@ -140,6 +183,8 @@ class GraphScene(QGraphicsScene):
         if link is None:
             if item is not None:
                 self.removeItem(self.links.pop((dst, name)))
+            for handle in self.handles.pop((dst, name), []):
+                self.removeItem(handle)
         elif item is None:
             self.links[(dst, name)] = item = LinkItem(dst, name)
             self.addItem(item)
@@ -162,8 +207,9 @@ class GraphScene(QGraphicsScene):
         link = self.doc.link(dst, name)
         if link is None or link.node not in self.nodes or dst not in self.nodes:
             return
+        points = [QPointF(x, y) for x, y in self.doc.graph.ui.get(dst, {}).get("reroutes", {}).get(name, [])]
         item.set_ends(self.nodes[link.node].socket_pos(link.output, False),
-                      self.nodes[dst].socket_pos(name, True))
+                      self.nodes[dst].socket_pos(name, True), points)
         t = self.doc.output_type(link.node, link.output)
         valid = self.doc.link_is_valid(dst, name)
         d = self.doc.registry.types.defs.get(t.name)
@@ -171,6 +217,14 @@ class GraphScene(QGraphicsScene):
         tip = f"{link} \u2192 {dst}.{name}  ({t})" if valid else \
             f"{link} \u2192 {dst}.{name}: {t} does not fit {want}"
         item.set_style(QColor(d.color if d else theme.TEXT_DIM), valid, tip)
+        for handle in self.handles.pop(item.key, []):
+            self.removeItem(handle)
+        self.handles[item.key] = []
+        for i, point in enumerate(points):
+            handle = RerouteHandle(item.key, i, item.color)
+            handle.setPos(point)
+            self.addItem(handle)
+            self.handles[item.key].append(handle)
 
     def snapped(self, x: float, y: float) -> tuple[float, float]:
         """A position on the grid when snapping is on."""
@@ -309,6 +363,9 @@ class GraphScene(QGraphicsScene):
         if self.inline is not None and not self.inline.geometry().contains(event.scenePos()):
             self.close_inline()
         self._param_press = None
+        if event.button() == Qt.LeftButton and self._begin_layout_drag(event.scenePos()):
+            event.accept()
+            return
         if event.button() == Qt.LeftButton:
             nid = self.node_at(event.scenePos())
             name = self.nodes[nid].param_at(event.scenePos()) if nid is not None else None
@@ -329,6 +386,10 @@ class GraphScene(QGraphicsScene):
                                       {n: self.doc.pos(n) for n in nids})
 
     def mouseMoveEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if self._frame_drag is not None or self._point_drag is not None:
+            self._layout_drag_to(event.scenePos())
+            event.accept()
+            return
         if self._link_drag is not None:
             self.drag_link_to(event.scenePos())
             event.accept()
@@ -342,6 +403,10 @@ class GraphScene(QGraphicsScene):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if (self._frame_drag is not None or self._point_drag is not None) and event.button() == Qt.LeftButton:
+            self._end_layout_drag()
+            event.accept()
+            return
         if self._link_drag is not None and event.button() == Qt.LeftButton:
             self.end_link(event.scenePos())
             event.accept()
@@ -352,3 +417,45 @@ class GraphScene(QGraphicsScene):
         if press is not None and event.button() == Qt.LeftButton \
                 and (event.scenePos() - press[2]).manhattanLength() < 4:
             self.edit_param_inline(press[0], press[1])
+
+    # -- frame and reroute-point drags (tests drive these too) -------------------------------
+    def _begin_layout_drag(self, pos: QPointF) -> bool:
+        handle = next((i for i in self.items(pos) if isinstance(i, RerouteHandle)), None)
+        if handle is not None:
+            self._point_drag = PointDrag(handle, [h.pos() for h in self.handles[handle.key]])
+            return True
+        frame = self.frame_at(pos)
+        if frame is None:
+            return False
+        inside = {n: self.doc.pos(n) for n, item in self.nodes.items()
+                  if frame.rect().contains(item.sceneBoundingRect().center())}
+        self._frame_drag = FrameDrag(self.editor.new_gesture(), pos, frame.index, list(frame.frame["rect"]), inside)
+        return True
+
+    def _layout_drag_to(self, pos: QPointF) -> None:
+        if self._point_drag is not None:
+            drag = self._point_drag
+            drag.points[drag.handle.index] = pos
+            drag.handle.setPos(pos)
+            link = self.doc.link(*drag.handle.key)
+            if link is not None:
+                self.links[drag.handle.key].set_ends(self.nodes[link.node].socket_pos(link.output, False),
+                                                     self.nodes[drag.handle.key[0]].socket_pos(drag.handle.key[1],
+                                                                                               True), drag.points)
+            return
+        drag = self._frame_drag
+        dx, dy = self.snapped(pos.x() - drag.start.x(), pos.y() - drag.start.y())
+        self.editor.move_frame(drag.index, dx, dy, drag.origin, drag.nodes, drag.gesture)
+
+    def _end_layout_drag(self) -> None:
+        point, self._point_drag = self._point_drag, None
+        self._frame_drag = None
+        if point is not None:
+            self.editor.set_reroutes(*point.handle.key, [(p.x(), p.y()) for p in point.points])
+
+    def add_reroute(self, key: tuple[str, str], pos: QPointF) -> None:
+        """A reroute point on the link into ``key`` at ``pos``, kept in order along the link."""
+        points = [h.pos() for h in self.handles.get(key, [])]
+        index = next((i for i, p in enumerate(points) if p.x() > pos.x()), len(points))
+        points.insert(index, pos)
+        self.editor.set_reroutes(*key, [(p.x(), p.y()) for p in points])
