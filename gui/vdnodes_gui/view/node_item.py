@@ -179,6 +179,10 @@ class NodeItem(QGraphicsItem):
         rect = self._param_rows.get(name)
         return self.mapRectToScene(rect) if rect is not None else None
 
+    def param_label_width(self, name: str) -> float:
+        """How much of a param row its name takes (an editor on the card goes right of it)."""
+        return QFontMetricsF(self._row_font).horizontalAdvance(name) + 14
+
     def thumbnail(self) -> QImage | None:
         """A Load image node's picture, read from its file (None: no readable file)."""
         if self.decl.id != "vd.load_image":

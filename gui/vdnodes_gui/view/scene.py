@@ -346,8 +346,9 @@ class GraphScene(QGraphicsScene):
             return None
         self.inline = InlineParam(self.editor, nid, name)
         self.addItem(self.inline)
-        self.inline.setGeometry(row.adjusted(0, -3, 0, 3 + (50 if self.inline.widget_.param.widget ==
-                                                             "multiline" else 0)))
+        label = self.nodes[nid].param_label_width(name)  # the param's name stays readable
+        tall = 50 if self.inline.widget_.param.widget == "multiline" else 0
+        self.inline.setGeometry(row.adjusted(label, -3, 0, 3 + tall))
         self.inline.focus()
         return self.inline
 
