@@ -24,7 +24,7 @@ import networkx as nx
 from PySide6.QtCore import QObject, Signal
 
 from vdnodes.core.graph import Graph, Link, NodeSpec, dump_graph, to_digraph
-from vdnodes.core.node import NodeDecl
+from vdnodes.core.node import NodeDecl, param_link_problem
 from vdnodes.core.registry import Registry
 from vdnodes.core.types import SocketType, explain_mismatch
 
@@ -164,22 +164,41 @@ class GraphDocument(QObject):
         if output not in self.decl(src).outputs:
             return f"{src} has no output {output!r}"
         want = self.decl(dst).inputs.get(name)
-        if want is None:
+        param = self.decl(dst).params.get(name) if want is None else None
+        if want is None and param is None:
             return f"{dst} has no input {name!r}"
         if src == dst:
             return "a node cannot feed itself"
         if src in self.descendants(dst):
             return f"that would make a cycle: {src} already depends on {dst}"
-        why = explain_mismatch(self.output_type(src, output), want.socket_type)
+        got = self.output_type(src, output)
+        why = param_link_problem(param, got.name) if param is not None else explain_mismatch(got, want.socket_type)
         return f"{src}.{output} -> {dst}.{name}: {why}" if why else None
+
+    def input_type(self, nid: str, name: str) -> SocketType:
+        """The type an input socket takes; a param shown as a socket takes its param type."""
+        decl = self.decl(nid)
+        if name in decl.inputs:
+            return decl.inputs[name].socket_type
+        return SocketType.parse(decl.params[name].type)
+
+    def param_sockets(self, nid: str) -> list[str]:
+        """Params shown as input sockets: those linked, and those the user turned into sockets."""
+        decl, spec = self.decl(nid), self.graph.nodes[nid]
+        asked = self.graph.ui.get(nid, {}).get("param_inputs", [])
+        return [n for n in decl.params if n not in decl.inputs and (n in spec.inputs or n in asked)]
 
     def link_is_valid(self, dst: str, name: str) -> bool:
         """Whether an existing link still type-checks (a param change may have changed a type)."""
         link = self.link(dst, name)
         want = self.decl(dst).inputs.get(name)
-        if link is None or want is None or link.node not in self.graph.nodes:
+        param = self.decl(dst).params.get(name)
+        if link is None or (want is None and param is None) or link.node not in self.graph.nodes:
             return False
-        return explain_mismatch(self.output_type(link.node, link.output), want.socket_type) is None
+        got = self.output_type(link.node, link.output)
+        if want is None:
+            return param_link_problem(param, got.name) is None
+        return explain_mismatch(got, want.socket_type) is None
 
     def new_id(self, base: str) -> str:
         """A free stable id derived from ``base`` ("denoise", "denoise_2", ...)."""
@@ -327,7 +346,7 @@ class GraphDocument(QObject):
                 continue
             decl = self.registry.get(spec.type)
             in_types = {name: types[(link.node, link.output)] for name, link in spec.inputs.items()
-                        if (link.node, link.output) in types}
+                        if (link.node, link.output) in types and name in decl.inputs}
             try:
                 out = decl.output_types(in_types, spec.params)
             except (KeyError, ValueError):

@@ -111,6 +111,21 @@ class Editor(QObject):
             table.pop(name, None)
         self.set_ui(dst, "reroutes", table or None, f"Reroute {dst}.{name}")
 
+    def param_socket(self, nid: str, name: str, on: bool) -> str | None:
+        """Show a param as an input socket (``on``) or put it back on the node (its link goes)."""
+        p = self.doc.decl(nid).params[name]
+        if on and p.type == "Enum":
+            why = f"{nid}.{name}: an Enum param cannot be linked (its choice can change output types)"
+            self.refused.emit(why)
+            return why
+        asked = [n for n in self.doc.graph.ui.get(nid, {}).get("param_inputs", []) if n != name]
+        self.undo.beginMacro(f"{'Make' if on else 'Stop making'} {nid}.{name} an input")
+        if not on and self.doc.link(nid, name) is not None:
+            self.undo.push(DisconnectCmd(self.doc, nid, name))
+        self.set_ui(nid, "param_inputs", (asked + [name] if on else asked) or None, f"{nid}.{name} as input")
+        self.undo.endMacro()
+        return None
+
     def set_bypass(self, nid: str, on: bool) -> str | None:
         """Bypass a node (or stop); returns the reason when it cannot pass its inputs through."""
         from vdnodes.core.bypass import pass_through

@@ -80,6 +80,11 @@ def param_menu(win: "MainWindow", nid: str, name: str) -> QMenu:
     default = doc.decl(nid).params[name].default
     reset = menu.addAction(f"Reset to default ({default!r})", lambda: editor.set_param(nid, name, default))
     reset.setEnabled(doc.graph.nodes[nid].params.get(name) != default)
+    if name in doc.param_sockets(nid):
+        menu.addAction("Back to a value on the node", lambda: editor.param_socket(nid, name, False))
+    else:
+        socket = menu.addAction("Make it an input socket", lambda: editor.param_socket(nid, name, True))
+        socket.setToolTip("Another node (e.g. an Integer or Number) can then drive this param")
     for hook in PARAM_MENU_HOOKS:
         hook(menu, win, nid, name)
     return menu

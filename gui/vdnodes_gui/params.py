@@ -422,6 +422,9 @@ class Inspector(QScrollArea):
             if isinstance(ed, SeedEditor):
                 ed.set_mode(self.doc.graph.ui.get(nid, {}).get("seed_mode", {}).get(name, "fixed"))
                 ed.mode_changed.connect(lambda mode, name=name: self._seed_mode(name, mode))
+            if name in spec.inputs:  # driven by a link: shown, not editable here
+                ed.setEnabled(False)
+                ed.setToolTip(f"linked from {spec.inputs[name]}; right-click the name to put it back")
             label = QLabel(name)
             label.setToolTip(_param_tip(name, p))
             label.setContextMenuPolicy(Qt.CustomContextMenu)

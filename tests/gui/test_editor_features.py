@@ -299,3 +299,28 @@ def test_reroute_points_bend_a_link_and_can_be_dragged_and_removed(window):
     assert y > at.y() + 30
     _action(link_menu(window, key, at), "Remove reroute points").trigger()
     assert "reroutes" not in window.doc.graph.ui["recolor"] and not window.scene.handles[key]
+
+
+def test_a_param_becomes_an_input_socket_that_another_node_drives_and_back(window, qtbot, tmp_path, registry):
+    window.open_path(GRAPHS / "hello.json")
+    _action(param_menu(window, "bigger", "width"), "Make it an input socket").trigger()
+    assert "width" in window.scene.nodes["bigger"].inputs  # a socket on the card
+    size = window.add_node("value.int")
+    window.editor.set_param(size, "value", 40)
+    from tests.gui.actions import drag_link
+
+    assert drag_link(window, size, "value", "bigger", "width") is None
+    assert "height" not in window.scene.nodes["bigger"].inputs  # only the param asked for
+    text = window.add_node("value.string")
+    assert "String does not fit a Int param" in drag_link(window, text, "value", "bigger", "width")
+    assert window.doc.link("bigger", "width").node == size
+    result = run_and_wait(window, qtbot)
+    assert result.status == "ok", result.error
+    resized = next(i for i in window.viewer.images if i.node_id == "bigger")
+    assert (resized.image.width(), resized.image.height()) == (40, 256)
+    window.save_to(tmp_path / "linked.json")
+    assert load_graph(tmp_path / "linked.json", registry).nodes["bigger"].inputs["width"].node == size
+    _action(param_menu(window, "bigger", "width"), "Back to a value on the node").trigger()
+    assert window.doc.link("bigger", "width") is None and "width" not in window.scene.nodes["bigger"].inputs
+    _action(param_menu(window, "bigger", "mode"), "Make it an input socket").trigger()
+    assert "Enum param cannot be linked" in window.last_message

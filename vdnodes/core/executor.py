@@ -150,8 +150,13 @@ class Executor:
             decl = self.registry.get(spec.type)
             input_keys = {name: output_key(keys[link.node], link.output)
                           for name, link in spec.inputs.items()}
-            keys[nid] = node_key(spec.type, decl.version, spec.params, input_keys,
-                                 seed=self._node_seed(decl, spec.params, seed),
+            # A linked param's value comes from its link: its own value does not count.
+            params = {k: v for k, v in spec.params.items() if k not in spec.inputs}
+            node_seed = self._node_seed(decl, spec.params, seed)
+            if node_seed is not None and any(decl.params[n].type == "Seed" for n in spec.inputs
+                                             if n in decl.params):
+                node_seed = seed  # a linked seed: its value is in the input key; the run seed is not
+            keys[nid] = node_key(spec.type, decl.version, params, input_keys, seed=node_seed,
                                  fingerprint=self._fingerprint(decl, spec.params, graph))
         return keys
 
@@ -323,9 +328,19 @@ class Executor:
                                     socket=name, expected=str(inp.socket_type), got=_describe(value),
                                     hint=f"check what {link} produces")
             kwargs[name] = value
-        kwargs.update(spec.params)
+        params = dict(spec.params)
+        for name, link in spec.inputs.items():  # params linked like inputs take their link's value
+            if name in decl.params and name not in decl.inputs:
+                p = decl.params[name]
+                value = p.coerce(live[(link.node, link.output)])
+                why = p.problem(value)
+                if why:
+                    raise NodeError(nid, f"param {name!r} from {link}: {why}", node_type=spec.type,
+                                    hint=f"check what {link} produces", user_fault=True)
+                params[name] = value
+        kwargs.update(params)
         ctx = NodeContext(nid, spec.type, self.device, self.dtype,
-                          self._node_seed(decl, spec.params, seed), self.out_dir, graph_dir(graph),
+                          self._node_seed(decl, params, seed), self.out_dir, graph_dir(graph),
                           graph, self.services, emit, cancel, run_id, registry=self.registry, run_seed=seed)
         emit(ev.NodeStarted(run_id, nid, spec.type))
         t0 = time.perf_counter()

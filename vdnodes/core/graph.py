@@ -35,7 +35,7 @@ from vdnodes.core.errors import GraphError, Problem, UserInputError
 from vdnodes.core.fileio import atomic_write_text
 from vdnodes.core.jsonfile import parse_json
 from vdnodes.core.limits import check_input_file
-from vdnodes.core.node import NodeDecl, parse_version
+from vdnodes.core.node import NodeDecl, param_link_problem, parse_version
 from vdnodes.core.pngmeta import GRAPH_KEY, MANIFEST_KEY, is_png, read_png_text
 from vdnodes.core.provenance import locate_inputs
 from vdnodes.core.registry import Registry
@@ -341,9 +341,9 @@ def _link_problems(nid: str, spec: NodeSpec, decl: NodeDecl, graph: Graph,
                    known: Mapping[str, NodeDecl]) -> list[Problem]:
     out = []
     for name, link in spec.inputs.items():
-        if name not in decl.inputs:
+        if name not in decl.inputs and name not in decl.params:
             out.append(Problem(nid, f"unknown input {name!r} for {decl.id}{suggest(name, decl.inputs)}",
-                               f"its inputs are {sorted(decl.inputs) or 'none'}"))
+                               f"its inputs are {sorted(decl.inputs) or 'none'} (or a param, linked)"))
             continue
         if link.node not in graph.nodes:
             out.append(Problem(nid, f"input {name!r} links to missing node {link.node!r}"
@@ -390,6 +390,11 @@ def _type_problems(graph: Graph, registry: Registry, dig: nx.DiGraph,
         in_types: dict[str, SocketType] = {}
         for name, link in spec.inputs.items():
             got = types.get((link.node, link.output))
+            if got is not None and name not in decl.inputs and name in decl.params:  # a linked param
+                why = param_link_problem(decl.params[name], got.name)
+                if why:
+                    problems.append((nid, f"param {name!r} from {link}: {why}", "link a value node"))
+                continue
             if got is None or name not in decl.inputs:
                 continue
             want = decl.inputs[name].socket_type

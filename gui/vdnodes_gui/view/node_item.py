@@ -206,19 +206,21 @@ class NodeItem(QGraphicsItem):
         if self.collapsed():
             self._refresh_collapsed(status)
             return
+        self._sync_param_sockets()
         rows = max(len(self.inputs), len(self.outputs))
         y = HEADER + 6
         for i, (name, sock) in enumerate(self.inputs.items()):
             sock.setPos(0, y + i * ROW + ROW / 2)
-            sock.color = self._type_color(self.decl.inputs[name].socket_type.name)
-            sock.hollow = self.decl.inputs[name].optional and name not in spec.inputs
+            sock.color = self._type_color(self.doc.input_type(self.node_id, name).name)
+            optional = name not in self.decl.inputs or self.decl.inputs[name].optional
+            sock.hollow = optional and name not in spec.inputs
             sock.setToolTip(self._socket_tip(name, True))
         for i, (name, sock) in enumerate(self.outputs.items()):
             sock.setPos(WIDTH, y + i * ROW + ROW / 2)
             sock.color = self._type_color(self.doc.output_type(self.node_id, name).name)
             sock.setToolTip(self._socket_tip(name, False))
         y += rows * ROW
-        self._params = summary_params(self.decl, spec.params)
+        self._params = [n for n in summary_params(self.decl, spec.params) if n not in self.inputs]
         if self._params:
             y += 6
             for name in self._params:
@@ -265,7 +267,23 @@ class NodeItem(QGraphicsItem):
         d = self.doc.registry.types.defs.get(type_name)
         return QColor(d.color if d else theme.TEXT_DIM)
 
+    def _sync_param_sockets(self) -> None:
+        """Params shown as sockets get a socket after the node's own inputs; others lose theirs."""
+        want = self.doc.param_sockets(self.node_id)
+        for name in [n for n in self.inputs if n not in self.decl.inputs and n not in want]:
+            sock = self.inputs.pop(name)
+            sock.setParentItem(None)
+            if sock.scene() is not None:
+                sock.scene().removeItem(sock)
+        for name in want:
+            if name not in self.inputs:
+                self.inputs[name] = SocketItem(self, name, True)
+
     def _socket_tip(self, name: str, is_input: bool) -> str:
+        if is_input and name not in self.decl.inputs:
+            p = self.decl.params[name]
+            return f"<b>{name}</b> : {p.type} (a param; unlinked, it keeps its value {p.default!r} or the one set)" \
+                   f"<br>{p.doc}"
         if is_input:
             sock = self.decl.inputs[name]
             kind = f"{sock.type}{' (optional)' if sock.optional else ''}"
@@ -369,7 +387,10 @@ class NodeItem(QGraphicsItem):
         for i, name in enumerate(self.inputs):
             linked = name in spec.inputs
             painter.setPen(QColor(theme.TEXT if linked else theme.TEXT_DIM))
-            painter.drawText(QRectF(PAD + 4, y + i * ROW, WIDTH / 2, ROW), Qt.AlignLeft | Qt.AlignVCenter, name)
+            label = name if name in self.decl.inputs else \
+                f"{name}" + ("" if linked else f" = {format_value(self.decl.params[name], spec.params.get(name))}")
+            painter.drawText(QRectF(PAD + 4, y + i * ROW, WIDTH - 2 * PAD - 8, ROW), Qt.AlignLeft | Qt.AlignVCenter,
+                             label)
         for i, name in enumerate(self.outputs):
             painter.setPen(QColor(theme.TEXT))
             painter.drawText(QRectF(WIDTH / 2 - PAD - 4, y + i * ROW, WIDTH / 2, ROW),

@@ -213,7 +213,7 @@ class GraphScene(QGraphicsScene):
         t = self.doc.output_type(link.node, link.output)
         valid = self.doc.link_is_valid(dst, name)
         d = self.doc.registry.types.defs.get(t.name)
-        want = self.doc.decl(dst).inputs[name].socket_type
+        want = self.doc.input_type(dst, name)
         tip = f"{link} \u2192 {dst}.{name}  ({t})" if valid else \
             f"{link} \u2192 {dst}.{name}: {t} does not fit {want}"
         item.set_style(QColor(d.color if d else theme.TEXT_DIM), valid, tip)
