@@ -1,5 +1,6 @@
-"""The feature shots of scripts/screenshots.py: quick-add, link-drop, node menu, a param edited on
-its card, the problems list, the run history. Pop-ups are their own windows, so a shot is the
+"""The feature shots of scripts/screenshots.py: quick-add, link-drop, node menu, frames, reroutes,
+a param driven by another node, bypass, a param edited on its card, the problems list, the run
+history. Pop-ups are their own windows, so a shot is the
 whole screen (run under Xvfb with a 1280x800 screen); the window sits at its top-left corner."""
 
 from __future__ import annotations
@@ -46,6 +47,24 @@ def shoot_features(app, out: Path, tmp: str, steps: int | None) -> list[str]:
     screen_shot(app, out / "canvas_feature_node_menu.png")
     menu.hide()
     made.append("canvas_feature_node_menu.png")
+
+    # A frame, a reroute point, a param driven by an Integer node, a bypassed node.
+    win.scene.select_nodes(["scene", "palette"])
+    index = win.frame_selection()
+    win.editor.edit_frame(index, "Rename frame", title="Inputs")
+    key = ("recolor", "reference")
+    link = win.scene.links[key]
+    win.scene.add_reroute(key, link.path().pointAtPercent(0.5) + QPointF(0, -60))
+    win.editor.param_socket("bigger", "width", True)
+    size = win.add_node("value.int", (win.doc.pos("bigger")[0] - 40, win.doc.pos("bigger")[1] + 300))
+    win.editor.set_param(size, "value", 128)
+    win.editor.connect(size, "value", "bigger", "width")
+    win.editor.set_bypass("recolor", True)
+    win.scene.clearSelection()
+    settle(app)
+    shoot(win, out / "canvas_feature_layout.png")
+    made.append("canvas_feature_layout.png")
+    win.editor.set_bypass("recolor", False)
 
     # A param edited on its card, then two runs and the history.
     win.scene.clearSelection()
