@@ -339,7 +339,7 @@ class MainWindow(QMainWindow):
         node = self.scene.node_at(pos)
         if node is not None:
             name = self.scene.nodes[node].param_at(pos)
-            if name is not None:
+            if name is not None and name in self.doc.decl(node).params:
                 menu = param_menu(self, node, name)
             else:
                 if node not in self.scene.selected_node_ids():

@@ -22,6 +22,7 @@ TEXT = "#e6e8ee"
 TEXT_DIM = "#9aa1b1"
 TEXT_FAINT = "#6b7283"
 ACCENT = "#5b9cff"
+ACCENT_TEXT = "#8ab8ff"  # links and toggles drawn as text on dark surfaces
 SELECTED = "#ffcc66"
 ERROR = "#ff5f56"
 ERROR_TEXT = "#ffb3ad"

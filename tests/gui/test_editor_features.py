@@ -324,3 +324,22 @@ def test_a_param_becomes_an_input_socket_that_another_node_drives_and_back(windo
     assert window.doc.link("bigger", "width") is None and "width" not in window.scene.nodes["bigger"].inputs
     _action(param_menu(window, "bigger", "mode"), "Make it an input socket").trigger()
     assert "Enum param cannot be linked" in window.last_message
+
+
+def test_every_param_can_be_shown_and_edited_on_the_card(window):
+    from vdnodes_gui.view.node_item import MORE
+
+    nid = add_from_palette(window, "vd.denoise")
+    window.scene.clearSelection()
+    item = window.scene.nodes[nid]
+    assert "eta" not in item._param_rows and MORE in item._param_rows
+    view = window.view
+    view.centerOn(item.param_row(MORE).center())
+    QTest.mouseClick(view.viewport(), Qt.LeftButton, Qt.NoModifier, view.mapFromScene(item.param_row(MORE).center()))
+    decl = window.registry.get("vd.denoise")
+    assert set(decl.params) <= set(item._param_rows)  # every param has its row now
+    view.centerOn(item.param_row("eta").center())
+    QTest.mouseClick(view.viewport(), Qt.LeftButton, Qt.NoModifier, view.mapFromScene(item.param_row("eta").center()))
+    assert window.scene.inline is not None and window.scene.inline.name == "eta"
+    window.undo.undo()  # showing every param was one (layout) step
+    assert "eta" not in item._param_rows

@@ -35,6 +35,7 @@ TEXT_LINE = 17.0
 MAX_TEXT_LINES = 4
 MAX_PARAMS = 5
 SOCKET_R = 5.5
+MORE = "@more"  # the row that shows every param on the card, or only the summary again
 # Pixel sizes at zoom 1; the canvas opens at zoom >= 0.8, so titles and params are >= 11 px there.
 TITLE_PX, ROW_PX, SMALL_PX = 16, 14, 14
 ID_COLOR = "#dfe2ea"  # the id line on the header
@@ -148,6 +149,7 @@ class NodeItem(QGraphicsItem):
         self._id_font = _font(SMALL_PX - 1)
         self._row_font = _font(ROW_PX)
         self._text_lines: list[str] = []
+        self._more = 0
         self._param_rows: dict[str, QRectF] = {}
         self._thumb: tuple[str, QImage | None] = ("", None)  # a Load image's file and picture
         self.refresh()
@@ -220,12 +222,19 @@ class NodeItem(QGraphicsItem):
             sock.color = self._type_color(self.doc.output_type(self.node_id, name).name)
             sock.setToolTip(self._socket_tip(name, False))
         y += rows * ROW
-        self._params = [n for n in summary_params(self.decl, spec.params) if n not in self.inputs]
+        on_card = [n for n in self.decl.params if n not in self.inputs]
+        show_all = bool(self.doc.graph.ui.get(self.node_id, {}).get("all_params"))
+        self._params = on_card if show_all else \
+            summary_params(self.decl, {n: spec.params.get(n) for n in on_card})
+        self._more = len(on_card) - len(self._params)
         if self._params:
             y += 6
             for name in self._params:
                 self._param_rows[name] = QRectF(PAD - 4, y, WIDTH - 2 * PAD + 8, PARAM_ROW)
                 y += PARAM_ROW
+        if self._more or (show_all and len(on_card) > MAX_PARAMS):
+            self._param_rows[MORE] = QRectF(PAD - 4, y, WIDTH - 2 * PAD + 8, PARAM_ROW)
+            y += PARAM_ROW
         self._preview_top = y + 8 if has_preview(self.decl, spec.params) else None
         if self._preview_top is not None:
             y = self._preview_top + PREVIEW_H
@@ -412,6 +421,10 @@ class NodeItem(QGraphicsItem):
                 painter.drawText(QRectF(PAD + name_w, y, WIDTH - 2 * PAD - name_w, PARAM_ROW),
                                  Qt.AlignRight | Qt.AlignVCenter, text)
                 y += PARAM_ROW
+        if MORE in self._param_rows:
+            painter.setPen(QColor(theme.ACCENT_TEXT))
+            painter.drawText(self._param_rows[MORE].adjusted(4, 0, 0, 0), Qt.AlignLeft | Qt.AlignVCenter,
+                             f"+ {self._more} more params" if self._more else "\u2212 fewer params")
         # 6. preview
         if self._preview_top is not None:
             self._paint_preview(painter, status)

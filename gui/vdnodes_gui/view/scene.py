@@ -22,7 +22,7 @@ from vdnodes_gui.layout import layered_positions, missing_positions
 from vdnodes_gui.view.frame_item import FrameItem, RerouteHandle
 from vdnodes_gui.view.inline_param import InlineParam
 from vdnodes_gui.view.link_item import DragLink, LinkItem
-from vdnodes_gui.view.node_item import NodeItem, SocketItem
+from vdnodes_gui.view.node_item import MORE, NodeItem, SocketItem
 
 SNAP_RADIUS = 14.0
 GRID = 24  # the canvas's dot grid
@@ -417,7 +417,12 @@ class GraphScene(QGraphicsScene):
         super().mouseReleaseEvent(event)
         if press is not None and event.button() == Qt.LeftButton \
                 and (event.scenePos() - press[2]).manhattanLength() < 4:
-            self.edit_param_inline(press[0], press[1])
+            if press[1] == MORE:
+                show = not self.doc.graph.ui.get(press[0], {}).get("all_params")
+                self.editor.set_ui(press[0], "all_params", True if show else None,
+                                   f"{'Show every' if show else 'Fewer'} param of {press[0]}")
+            else:
+                self.edit_param_inline(press[0], press[1])
 
     # -- frame and reroute-point drags (tests drive these too) -------------------------------
     def _begin_layout_drag(self, pos: QPointF) -> bool:
