@@ -2,12 +2,17 @@
 
 For every graph in graphs/ (or the ones named), open it in a 1280x800 window,
 run it, select its most telling node (the sampler) so the inspector shows its
-params, fit the view and save ``docs/img/canvas_<graph>.png``. One extra shot
-of dual_guided is taken mid-run (progress bars, live preview):
-``docs/img/canvas_running.png``. Runs offscreen unless QT_QPA_PLATFORM says
-otherwise (e.g. ``xvfb-run -a env QT_QPA_PLATFORM=xcb python scripts/screenshots.py``).
+params, keep the opening view and save ``docs/img/canvas_<graph>.png``. One extra
+shot of dual_guided is taken mid-run (progress bars, live preview):
+``docs/img/canvas_running.png``; ``--features`` adds shots of quick-add, a link
+dropped on empty space, the node menu, params edited on a card, the problems
+list and the run history (``docs/img/canvas_feature_*.png``; pop-ups are
+separate windows, so those need a real screen: run it under Xvfb). Runs
+offscreen unless QT_QPA_PLATFORM says otherwise:
 
     python scripts/screenshots.py [--steps N] [--out docs/img] [GRAPH ...]
+    xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
+        python scripts/screenshots.py --features --steps 8
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `vdnodes gui` does
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "gui"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
@@ -94,8 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("graphs", nargs="*", help="graph files (default: every graphs/*.json)")
     p.add_argument("--out", default=str(ROOT / "docs" / "img"), help="folder for the PNGs")
     p.add_argument("--steps", type=int, default=None, help="override every sampler's steps (faster)")
+    p.add_argument("--features", action="store_true", help="only the feature shots (needs a screen: Xvfb)")
     args = p.parse_args(argv)
     app = application()
+    if args.features:
+        from screenshot_features import shoot_features
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in shoot_features(app, Path(args.out), tmp, args.steps):
+                print(name, flush=True)
+        return 0
     graphs = [Path(g) for g in args.graphs] or sorted((ROOT / "graphs").glob("*.json"))
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             win = open_window(app, graph, tmp, args.steps)
             focus_node(win)
-            win.view.fit()
             status = run(app, win)
-            win.view.fit()
+            win.view.open_view()
             settle(app)
             shoot(win, out / f"canvas_{graph.stem}.png")
             print(f"{graph.name}: {status} in {time.perf_counter() - t0:.1f}s", flush=True)
@@ -113,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.graphs:  # a mid-run shot: progress bars and the live preview
             win = open_window(app, ROOT / "graphs" / "dual_guided.json", tmp, args.steps)
             focus_node(win)
-            win.view.fit()
             done = []
 
             def grab_halfway(e) -> None:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtWidgets import QApplication
 
 from vdnodes.core.registry import Registry
@@ -46,4 +47,8 @@ def run(graph: str | Path | None = None, *, out_dir: str = "out", device: str = 
     if graph is not None and not window.open_path(graph):
         window.show_message(f"could not open {graph}; see the Log tab")
     window.show()
-    return app.exec()
+    code = app.exec()
+    # A second quit request (the last window closing, and an explicit quit) must not end the
+    # next event loop of this process (a test, or a host application, that goes on).
+    QCoreApplication.removePostedEvents(app, QEvent.Quit)
+    return code

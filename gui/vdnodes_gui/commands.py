@@ -18,7 +18,7 @@ from vdnodes.core.graph import Link, NodeSpec
 
 from vdnodes_gui.document import GraphDocument, NodeRecord, Pos
 
-MOVE_ID, PARAM_ID = 1001, 1002
+MOVE_ID, PARAM_ID, FRAME_ID = 1001, 1002, 1003
 
 
 class AddNodeCmd(QUndoCommand):
@@ -160,3 +160,84 @@ class SetParamCmd(QUndoCommand):
 
     def undo(self) -> None:
         self.doc.set_param(self.nid, self.name, copy.deepcopy(self.old))
+
+
+class SetUiCmd(QUndoCommand):
+    """Set (or with ``None`` remove) one layout-only entry of a node's ``ui``: title, colour, collapsed..."""
+
+    def __init__(self, doc: GraphDocument, nid: str, key: str, value: Any, label: str,
+                 parent: QUndoCommand | None = None) -> None:
+        super().__init__(label, parent)
+        self.doc = doc
+        self.nid, self.key = nid, key
+        self.old = copy.deepcopy(doc.graph.ui.get(nid, {}).get(key))
+        self.new = copy.deepcopy(value)
+
+    def redo(self) -> None:
+        self.doc.set_ui(self.nid, self.key, copy.deepcopy(self.new))
+
+    def undo(self) -> None:
+        self.doc.set_ui(self.nid, self.key, copy.deepcopy(self.old))
+
+
+class ReplaceGraphCmd(QUndoCommand):
+    """Swap the whole graph for another (restoring a run from the history); undo swaps back."""
+
+    def __init__(self, doc: GraphDocument, graph: Any, label: str, parent: QUndoCommand | None = None) -> None:
+        super().__init__(label, parent)
+        self.doc = doc
+        self.old = doc.graph.copy()
+        self.new = graph.copy()
+
+    def redo(self) -> None:
+        self.doc.swap_graph(self.new.copy())
+
+    def undo(self) -> None:
+        self.doc.swap_graph(self.old.copy())
+
+
+class SetBypassCmd(QUndoCommand):
+    """Turn a node's bypass on or off (it changes what runs: the node and its descendants go stale)."""
+
+    def __init__(self, doc: GraphDocument, nid: str, on: bool, parent: QUndoCommand | None = None) -> None:
+        super().__init__(f"{'Bypass' if on else 'Stop bypassing'} {nid}", parent)
+        self.doc, self.nid, self.on = doc, nid, on
+
+    def redo(self) -> None:
+        self.doc.set_bypass(self.nid, self.on)
+
+    def undo(self) -> None:
+        self.doc.set_bypass(self.nid, not self.on)
+
+
+class SetFramesCmd(QUndoCommand):
+    """Replace the frame list (add, rename, delete a frame); with ``moves`` also move nodes (a frame
+    drag: the frame and the nodes in it, merged into one step per drag gesture)."""
+
+    def __init__(self, doc: GraphDocument, frames: list, label: str, moves: dict[str, Pos] | None = None,
+                 gesture: int = 0, parent: QUndoCommand | None = None) -> None:
+        super().__init__(label, parent)
+        self.doc = doc
+        self.old, self.new = copy.deepcopy(doc.frames()), copy.deepcopy(frames)
+        self.moves = dict(moves or {})
+        self.origins = {n: doc.pos(n) for n in self.moves}
+        self.gesture = gesture
+
+    def id(self) -> int:
+        return FRAME_ID if self.gesture else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, SetFramesCmd) or not self.gesture or other.gesture != self.gesture:
+            return False
+        self.new, self.moves = other.new, other.moves
+        return True
+
+    def redo(self) -> None:
+        for nid, pos in self.moves.items():
+            self.doc.set_pos(nid, pos)
+        self.doc.set_frames(copy.deepcopy(self.new))
+
+    def undo(self) -> None:
+        for nid, pos in self.origins.items():
+            self.doc.set_pos(nid, pos)
+        self.doc.set_frames(copy.deepcopy(self.old))

@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
 from PySide6.QtCore import QObject, Signal
 
 from vdnodes.core.graph import Graph, Link, NodeSpec, dump_graph, to_digraph
-from vdnodes.core.node import NodeDecl
+from vdnodes.core.node import NodeDecl, param_link_problem
 from vdnodes.core.registry import Registry
 from vdnodes.core.types import SocketType, explain_mismatch
 
@@ -40,6 +41,8 @@ class NodeState(str, Enum):
     CACHED = "cached"
     STALE = "stale"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # was to run when the run was cancelled
+    SKIPPED = "skipped"  # not run in the last run (an earlier node failed, or a later result was cached)
 
 
 @dataclass
@@ -52,6 +55,9 @@ class NodeStatus:
     error: str = ""
     preview: Any = None
     seconds: float | None = None
+    key: str | None = None  # the cache key of the result this state describes (None: no result)
+    settled: tuple[NodeState, str, str] | None = None  # while STALE: (state, error, message) to restore
+    text: str = ""  # a text output, shown on the card
 
 
 @dataclass
@@ -65,6 +71,7 @@ class NodeRecord:
     graph_outputs: dict[str, str] = field(default_factory=dict)
 
 
+FRAMES_KEY = "@frames"  # in ``graph.ui``; never a node id (ids start with a letter or _)
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -77,6 +84,8 @@ class GraphDocument(QObject):
     param_changed = Signal(str, str)  # node id, param name
     link_changed = Signal(str, str)  # consumer node id, input name (added, replaced or removed)
     status_changed = Signal(str)
+    frames_changed = Signal()
+    ui_changed = Signal(str)  # node id whose layout-only ui entry (title, colour, collapsed...) changed
     reset = Signal()  # the whole graph was replaced
     path_changed = Signal()
 
@@ -87,6 +96,9 @@ class GraphDocument(QObject):
         self.path = path
         self.status: dict[str, NodeStatus] = {nid: NodeStatus() for nid in self.graph.nodes}
         self._types: dict[tuple[str, str], SocketType] | None = None
+        # The window sets this to the executor's ``compute_keys`` over the whole graph, so an
+        # edit that returns a node to a computed state (undo, redo) shows that result again.
+        self.key_fn: Callable[[Graph], dict[str, str]] | None = None
 
     # -- whole document --------------------------------------------------------
     def replace(self, graph: Graph, path: Path | None) -> None:
@@ -97,6 +109,15 @@ class GraphDocument(QObject):
         self._types = None
         self.reset.emit()
         self.path_changed.emit()
+
+    def swap_graph(self, graph: Graph) -> None:
+        """Replace the graph but keep the path (an undoable restore); states say what the cache holds."""
+        graph.source = self.graph.source
+        graph.ui = copy.deepcopy(graph.ui)
+        self.graph = graph
+        self.status = {nid: NodeStatus() for nid in graph.nodes}
+        self._types = None
+        self.reset.emit()
 
     def set_path(self, path: Path | None) -> None:
         self.path = path
@@ -133,6 +154,9 @@ class GraphDocument(QObject):
     def descendants(self, nid: str) -> set[str]:
         return nx.descendants(to_digraph(self.graph), nid)
 
+    def ancestors(self, nid: str) -> set[str]:
+        return nx.ancestors(to_digraph(self.graph), nid)
+
     def link_problem(self, src: str, output: str, dst: str, name: str) -> str | None:
         """Why ``src.output -> dst.name`` cannot be linked, or None when it can."""
         if src not in self.graph.nodes or dst not in self.graph.nodes:
@@ -140,22 +164,41 @@ class GraphDocument(QObject):
         if output not in self.decl(src).outputs:
             return f"{src} has no output {output!r}"
         want = self.decl(dst).inputs.get(name)
-        if want is None:
+        param = self.decl(dst).params.get(name) if want is None else None
+        if want is None and param is None:
             return f"{dst} has no input {name!r}"
         if src == dst:
             return "a node cannot feed itself"
         if src in self.descendants(dst):
             return f"that would make a cycle: {src} already depends on {dst}"
-        why = explain_mismatch(self.output_type(src, output), want.socket_type)
+        got = self.output_type(src, output)
+        why = param_link_problem(param, got.name) if param is not None else explain_mismatch(got, want.socket_type)
         return f"{src}.{output} -> {dst}.{name}: {why}" if why else None
+
+    def input_type(self, nid: str, name: str) -> SocketType:
+        """The type an input socket takes; a param shown as a socket takes its param type."""
+        decl = self.decl(nid)
+        if name in decl.inputs:
+            return decl.inputs[name].socket_type
+        return SocketType.parse(decl.params[name].type)
+
+    def param_sockets(self, nid: str) -> list[str]:
+        """Params shown as input sockets: those linked, and those the user turned into sockets."""
+        decl, spec = self.decl(nid), self.graph.nodes[nid]
+        asked = self.graph.ui.get(nid, {}).get("param_inputs", [])
+        return [n for n in decl.params if n not in decl.inputs and (n in spec.inputs or n in asked)]
 
     def link_is_valid(self, dst: str, name: str) -> bool:
         """Whether an existing link still type-checks (a param change may have changed a type)."""
         link = self.link(dst, name)
         want = self.decl(dst).inputs.get(name)
-        if link is None or want is None or link.node not in self.graph.nodes:
+        param = self.decl(dst).params.get(name)
+        if link is None or (want is None and param is None) or link.node not in self.graph.nodes:
             return False
-        return explain_mismatch(self.output_type(link.node, link.output), want.socket_type) is None
+        got = self.output_type(link.node, link.output)
+        if want is None:
+            return param_link_problem(param, got.name) is None
+        return explain_mismatch(got, want.socket_type) is None
 
     def new_id(self, base: str) -> str:
         """A free stable id derived from ``base`` ("denoise", "denoise_2", ...)."""
@@ -212,6 +255,35 @@ class GraphDocument(QObject):
         self._mark_stale(nid)
         self.link_changed.emit(nid, name)
 
+    def set_ui(self, nid: str, key: str, value: Any) -> None:
+        entry = self.graph.ui.setdefault(nid, {})
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+        self.ui_changed.emit(nid)
+
+    def frames(self) -> list[dict[str, Any]]:
+        """The frames (``ui["@frames"]``): ``{"title", "rect": [x, y, w, h], "color"}`` each."""
+        return self.graph.ui.get(FRAMES_KEY, [])
+
+    def set_frames(self, frames: list[dict[str, Any]]) -> None:
+        if frames:
+            self.graph.ui[FRAMES_KEY] = frames
+        else:
+            self.graph.ui.pop(FRAMES_KEY, None)
+        self.frames_changed.emit()
+
+    def set_bypass(self, nid: str, on: bool) -> None:
+        self.graph.nodes[nid].bypass = on
+        self._types = None
+        self._mark_stale(nid)
+        self.ui_changed.emit(nid)
+
+    def title(self, nid: str) -> str:
+        """The node's title: the user's name for it, else its type's display name."""
+        return self.graph.ui.get(nid, {}).get("title") or self.decl(nid).display_name
+
     def set_param(self, nid: str, name: str, value: Any) -> None:
         self.graph.nodes[nid].params[name] = value
         self._types = None
@@ -228,14 +300,42 @@ class GraphDocument(QObject):
             setattr(status, k, v)
         self.status_changed.emit(nid)
 
+    def current_keys(self) -> dict[str, str]:
+        """Cache keys of every node as the graph is now ({} without a ``key_fn`` or when they fail)."""
+        if self.key_fn is None or not self.graph.nodes:
+            return {}
+        try:
+            return self.key_fn(self.graph)
+        except Exception:  # an unfinished graph (missing file, unknown type): no keys to compare
+            return {}
+
     def _mark_stale(self, nid: str) -> None:
-        """An edit invalidates the node's result and everything computed from it."""
+        """An edit invalidates the node's result and everything computed from it.
+
+        With keys, a stale node whose key is back to the one its result was computed for
+        (undo, redo) shows that result again.
+        """
         for n in {nid} | self.descendants(nid):
             status = self.status.get(n)
-            if status is not None and status.state in (NodeState.DONE, NodeState.CACHED, NodeState.FAILED):
-                self.set_status(n, state=NodeState.STALE, error="", message="", progress=0.0)
-            elif status is not None and status.error:  # a problem found on open; checked again at run
+            if status is None:
+                continue
+            if status.state in (NodeState.DONE, NodeState.CACHED, NodeState.FAILED, NodeState.SKIPPED,
+                                NodeState.CANCELLED):
+                self.set_status(n, state=NodeState.STALE, settled=(status.state, status.error, status.message),
+                                error="", message="", progress=0.0)
+            elif status.error:  # a problem found on open; checked again at run
                 self.set_status(n, error="")
+        self.restore_fresh()
+
+    def restore_fresh(self) -> None:
+        """Stale nodes whose key equals their result's key are fresh again (their old state back)."""
+        stale = [n for n, s in self.status.items() if s.state is NodeState.STALE and s.key and s.settled]
+        keys = self.current_keys() if stale else {}
+        for n in stale:
+            status = self.status[n]
+            if keys.get(n) == status.key:
+                state, error, message = status.settled
+                self.set_status(n, state=state, error=error, message=message, settled=None)
 
     def _infer_types(self) -> dict[tuple[str, str], SocketType]:
         """Output types in topological order; works on incomplete graphs (missing inputs)."""
@@ -246,7 +346,7 @@ class GraphDocument(QObject):
                 continue
             decl = self.registry.get(spec.type)
             in_types = {name: types[(link.node, link.output)] for name, link in spec.inputs.items()
-                        if (link.node, link.output) in types}
+                        if (link.node, link.output) in types and name in decl.inputs}
             try:
                 out = decl.output_types(in_types, spec.params)
             except (KeyError, ValueError):

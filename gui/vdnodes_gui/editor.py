@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QApplication
 from vdnodes.core.graph import Link, NodeSpec
 
 from vdnodes_gui.commands import (
-    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, SetParamCmd,
+    AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, ReplaceGraphCmd, SetBypassCmd, SetFramesCmd,
+    SetParamCmd, SetUiCmd,
 )
 from vdnodes_gui.document import GraphDocument, Pos
 
@@ -61,6 +62,101 @@ class Editor(QObject):
     def move(self, positions: dict[str, Pos], gesture: int) -> None:
         if any(self.doc.pos(n) != (round(p[0]), round(p[1])) for n, p in positions.items()):
             self.undo.push(MoveNodesCmd(self.doc, positions, gesture))
+
+    def set_ui(self, nid: str, key: str, value: Any, label: str) -> None:
+        """A layout-only change of one node (title, colour, collapsed, seed mode); one undo step."""
+        if self.doc.graph.ui.get(nid, {}).get(key) != value:
+            self.undo.push(SetUiCmd(self.doc, nid, key, value, label))
+
+    # -- frames and reroutes (layout only) ------------------------------------------------
+    def frame_nodes(self, nids: list[str], rects: dict[str, tuple[float, float, float, float]],
+                    title: str = "Frame") -> int:
+        """A frame around the given cards (``rects``: their x, y, w, h); returns its index."""
+        if not nids:
+            return -1
+        m, bar = 24.0, 34.0
+        left = min(rects[n][0] for n in nids) - m
+        top = min(rects[n][1] for n in nids) - m - bar
+        right = max(rects[n][0] + rects[n][2] for n in nids) + m
+        bottom = max(rects[n][1] + rects[n][3] for n in nids) + m
+        frames = [*self.doc.frames(), {"title": title, "rect": [round(left), round(top), round(right - left),
+                                                                  round(bottom - top)]}]
+        self.undo.push(SetFramesCmd(self.doc, frames, f"Frame {len(nids)} nodes"))
+        return len(frames) - 1
+
+    def edit_frame(self, index: int, label: str, **changes: Any) -> None:
+        """Change a frame's title, colour or rect; ``None`` for ``remove=True`` deletes it."""
+        frames = copy.deepcopy(self.doc.frames())
+        if changes.pop("remove", False):
+            del frames[index]
+        else:
+            frames[index].update(changes)
+        self.undo.push(SetFramesCmd(self.doc, frames, label))
+
+    def move_frame(self, index: int, dx: float, dy: float, origin: list[float],
+                   nodes: dict[str, Pos], gesture: int) -> None:
+        """Drag a frame by (dx, dy) from ``origin`` with the cards that started inside it (one step)."""
+        frames = copy.deepcopy(self.doc.frames())
+        frames[index]["rect"] = [round(origin[0] + dx), round(origin[1] + dy), origin[2], origin[3]]
+        moves = {n: (x + dx, y + dy) for n, (x, y) in nodes.items()}
+        self.undo.push(SetFramesCmd(self.doc, frames, f"Move frame {frames[index].get('title', '')}", moves,
+                                    gesture))
+
+    def set_reroutes(self, dst: str, name: str, points: list[Pos]) -> None:
+        """The points the link into ``dst.name`` is drawn through ([] removes them); one undo step."""
+        table = dict(self.doc.graph.ui.get(dst, {}).get("reroutes", {}))
+        if points:
+            table[name] = [[round(x), round(y)] for x, y in points]
+        else:
+            table.pop(name, None)
+        self.set_ui(dst, "reroutes", table or None, f"Reroute {dst}.{name}")
+
+    def param_socket(self, nid: str, name: str, on: bool) -> str | None:
+        """Show a param as an input socket (``on``) or put it back on the node (its link goes)."""
+        p = self.doc.decl(nid).params[name]
+        if on and p.type == "Enum":
+            why = f"{nid}.{name}: an Enum param cannot be linked (its choice can change output types)"
+            self.refused.emit(why)
+            return why
+        asked = [n for n in self.doc.graph.ui.get(nid, {}).get("param_inputs", []) if n != name]
+        self.undo.beginMacro(f"{'Make' if on else 'Stop making'} {nid}.{name} an input")
+        if not on and self.doc.link(nid, name) is not None:
+            self.undo.push(DisconnectCmd(self.doc, nid, name))
+        self.set_ui(nid, "param_inputs", (asked + [name] if on else asked) or None, f"{nid}.{name} as input")
+        self.undo.endMacro()
+        return None
+
+    def set_bypass(self, nid: str, on: bool) -> str | None:
+        """Bypass a node (or stop); returns the reason when it cannot pass its inputs through."""
+        from vdnodes.core.bypass import pass_through
+
+        if self.doc.graph.nodes[nid].bypass == on:
+            return None
+        why = pass_through(self.doc.graph, self.doc.registry, nid)[1] if on else None
+        if why:
+            self.refused.emit(why)
+            return why
+        self.undo.push(SetBypassCmd(self.doc, nid, on))
+        return None
+
+    def rename(self, nid: str, title: str) -> None:
+        """Give a node a title of its own ("" goes back to its type's name); its id stays."""
+        title = " ".join(title.split())
+        default = self.doc.decl(nid).display_name
+        self.set_ui(nid, "title", title if title and title != default else None,
+                    f"Rename {nid} to {title or default!r}")
+
+    def layout(self, positions: dict[str, Pos], label: str = "Auto-layout") -> None:
+        """Move many nodes at once (auto-layout); one undo step."""
+        moved = {n: p for n, p in positions.items() if self.doc.pos(n) != (round(p[0]), round(p[1]))}
+        if moved:
+            cmd = MoveNodesCmd(self.doc, moved, self.new_gesture())
+            cmd.setText(label)
+            self.undo.push(cmd)
+
+    def restore_graph(self, graph: Any, label: str) -> None:
+        """Put a whole earlier graph back (from the run history); one undo step."""
+        self.undo.push(ReplaceGraphCmd(self.doc, graph, label))
 
     # -- links ------------------------------------------------------------------
     def connect(self, src: str, output: str, dst: str, name: str) -> str | None:
@@ -157,19 +253,24 @@ class Editor(QObject):
         return len(data["nodes"])
 
     def paste_from_clipboard(self) -> list[str]:
+        data = self.clipboard_data()
+        return self.paste_nodes(data) if data else []
+
+    def clipboard_data(self) -> dict[str, Any] | None:
+        """The nodes on the clipboard, as ``copy_nodes`` made them (None: no vdnodes nodes there)."""
         mime = QApplication.clipboard().mimeData()
         if mime is None:
-            return []
+            return None
         if mime.hasFormat(CLIPBOARD_MIME):
             text = bytes(mime.data(CLIPBOARD_MIME)).decode("utf-8")
         elif mime.hasText():
             text = mime.text()
         else:
-            return []
+            return None
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
-            return []
+            return None
         if not isinstance(data, dict) or data.get("format") != "vdnodes.clipboard":
-            return []
-        return self.paste_nodes(data)
+            return None
+        return data

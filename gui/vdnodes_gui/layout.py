@@ -11,7 +11,7 @@ import networkx as nx
 
 from vdnodes.core.graph import Graph, to_digraph
 
-COLUMN = 276  # px between column starts (node cards are 224 wide)
+COLUMN = 320  # px between column starts (node cards are 248 wide)
 ROW_GAP = 40  # px between cards in a column
 
 

@@ -1,8 +1,8 @@
 """The main window: canvas in the middle, palette left, inspector and outputs right.
 
 It wires the parts together (document, undo stack, editor, scene, panels,
-runner), owns the actions and their shortcuts, opens and saves files, and
-turns run events into node status. It holds no graph state of its own.
+runner and ``RunControl``), owns the actions and their shortcuts, places new
+nodes, opens and saves files. It holds no graph state of its own.
 """
 
 from __future__ import annotations
@@ -10,25 +10,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, QPointF, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QToolBar, QToolTip, QWidget,
+    QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QToolBar, QToolButton, QToolTip, QWidget,
 )
 
-from vdnodes.core import events as ev
-from vdnodes.core.errors import GraphError, NodeError, UserInputError, VDNodesError
+from vdnodes.core.errors import GraphError, UserInputError
 from vdnodes.core.executor import Executor, RunResult
-from vdnodes.core.graph import Graph, save_graph, validate
+from vdnodes.core.graph import Graph, save_graph
 from vdnodes.core.registry import Registry
+from vdnodes.core.types import explain_mismatch
 from vdnodes.plugins import PluginReport
 
 from vdnodes_gui.document import GraphDocument, NodeState
 from vdnodes_gui.editor import Editor
 from vdnodes_gui.files import open_graph
+from vdnodes_gui.history import HistoryList, RunRecord
+from vdnodes_gui.layout import layered_positions
+from vdnodes_gui.minimap import Minimap
+from vdnodes_gui.node_menu import frame_menu, link_menu, node_menu, param_menu
 from vdnodes_gui.palette import Palette
 from vdnodes_gui.params import Inspector
-from vdnodes_gui.run import RunOutputs, Runner
+from vdnodes_gui.placement import beside, free_spot, group_spot
+from vdnodes_gui.problems import ProblemsList
+from vdnodes_gui.quick_add import QuickAdd
+from vdnodes_gui.run import Runner
+from vdnodes_gui.run_control import RunControl
 from vdnodes_gui.view.canvas import CanvasView
 from vdnodes_gui.view.node_item import WIDTH
 from vdnodes_gui.view.scene import GraphScene
@@ -65,11 +73,19 @@ class MainWindow(QMainWindow):
         self.palette = Palette(registry)
         self.inspector = Inspector(self.doc, self.editor)
         self.viewer = OutputViewer()
+        self.problems = ProblemsList(self.doc)
+        self.history = HistoryList()
+        self.quick_add = QuickAdd(registry, self)
+        self.minimap = Minimap(self.view)
         self.runner = Runner(executor if executor is not None else default_executor(registry, out_dir, device))
         self.ask_before_discard = True  # tests and scripts turn the unsaved-changes prompt off
         self.last_message = ""
         self.last_result: RunResult | None = None
-        self._edited_during_run: set[str] = set()  # their results are stale the moment they arrive
+        self.rename_box = None  # the open Rename dialog, if any
+        self._quick_add_at = QPointF()
+        self._quick_link: tuple[str, str, bool] | None = None  # the dropped link quick-add will connect
+        self._close_after_run = False
+        self.run_control = RunControl(self)
         self._build_layout()
         self._build_actions()
         self._connect()
@@ -93,6 +109,12 @@ class MainWindow(QMainWindow):
         inspector = self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
         output = self._dock("Output", self.viewer, Qt.RightDockWidgetArea)
         self.splitDockWidget(inspector, output, Qt.Vertical)
+        self.problems_dock = self._dock("Problems", self.problems, Qt.RightDockWidgetArea)
+        self.history_dock = self._dock("History", self.history, Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(output, self.problems_dock)
+        self.tabifyDockWidget(self.problems_dock, self.history_dock)
+        output.raise_()
+        self.output_dock = output
         self.resizeDocks([left, inspector], [200, 320], Qt.Horizontal)
         self.resizeDocks([inspector, output], [440, 360], Qt.Vertical)
         self.plugin_label = QLabel("")
@@ -101,6 +123,14 @@ class MainWindow(QMainWindow):
         self.run_label = QLabel("")
         self.run_label.setObjectName("dim")
         self.statusBar().addPermanentWidget(self.run_label)
+        self.out_label = QLabel("")
+        self.out_label.setObjectName("dim")
+        self.statusBar().addPermanentWidget(self.out_label)
+        self.out_button = QToolButton()
+        self.out_button.setText("Open output folder")
+        self.out_button.clicked.connect(self.open_output_folder)
+        self.statusBar().addPermanentWidget(self.out_button)
+        self._show_out_dir()
 
     def _action(self, text: str, slot: Any, shortcuts: list[str] | QKeySequence.StandardKey | None = None,
                 tip: str = "", canvas_only: bool = False) -> QAction:
@@ -136,20 +166,36 @@ class MainWindow(QMainWindow):
         self.act_delete = a("Delete", self.scene.delete_selected, ["Delete", "Backspace"], canvas_only=True)
         self.act_select_all = a("Select All", self.select_all, ["Ctrl+A"], canvas_only=True)
         self.act_fit = a("Fit to View", self.view.fit, ["F"], canvas_only=True)
-        self.act_run = a("\u25b6  Run", self.run_graph, ["Ctrl+Return", "Ctrl+Enter"], "Run the graph")
+        self.act_frame = a("Frame Selection", self.frame_selection, ["Ctrl+G"], "Put the selected nodes in a named frame",
+                           canvas_only=True)
+        self.act_layout = a("Auto-layout", self.auto_layout, ["Ctrl+L"], "Lay the graph out left to right by depth")
+        self.act_snap = a("Snap to Grid", self._toggle_snap, tip="Moved nodes land on the grid")
+        self.act_snap.setCheckable(True)
+        self.act_minimap = a("Minimap", lambda on: self.minimap.setVisible(on), tip="Show the whole graph in a corner")
+        self.act_minimap.setCheckable(True)
+        self.act_minimap.setChecked(True)
+        self.act_quick_add = a("Add Node...", lambda: self.open_quick_add(
+            self.view.cursor_scene_pos() or self.view.mapToScene(self.view.viewport().rect().center())),
+            tip="Search for a node to add (Tab, or double-click the canvas)")
+        self.act_out = a("Open Output Folder", self.open_output_folder)
+        self.act_run = a("\u25b6  Run", lambda: self.run_graph(), ["Ctrl+Return", "Ctrl+Enter"], "Run the graph")
         self.act_cancel = a("\u25a0  Cancel", self.cancel_run, ["Ctrl+."], "Cancel the run")
         self.act_plugins = a("Plugins...", self.show_plugins, tip="Which plugins loaded, and why others did not")
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addActions([self.act_new, self.act_open, self.act_save, self.act_save_as])
         file_menu.addSeparator()
+        file_menu.addAction(self.act_out)
+        file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         edit_menu = self.menuBar().addMenu("&Edit")
         edit_menu.addActions([self.act_undo, self.act_redo])
         edit_menu.addSeparator()
-        edit_menu.addActions([self.act_copy, self.act_paste, self.act_duplicate, self.act_delete,
-                              self.act_select_all])
+        edit_menu.addActions([self.act_quick_add, self.act_copy, self.act_paste, self.act_duplicate,
+                              self.act_delete, self.act_select_all])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.act_frame, self.act_layout])
         view_menu = self.menuBar().addMenu("&View")
-        view_menu.addAction(self.act_fit)
+        view_menu.addActions([self.act_fit, self.act_snap, self.act_minimap])
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addActions([self.act_run, self.act_cancel])
         self.menuBar().addMenu("&Help").addAction(self.act_plugins)
@@ -163,7 +209,7 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addActions([self.act_run, self.act_cancel])
         bar.addSeparator()
-        bar.addAction(self.act_fit)
+        bar.addActions([self.act_fit, self.act_layout])
         bar.widgetForAction(self.act_run).setObjectName("run")
         bar.widgetForAction(self.act_cancel).setObjectName("cancel")
         self.addToolBar(Qt.TopToolBarArea, bar)
@@ -183,16 +229,21 @@ class MainWindow(QMainWindow):
         self.view.setContextMenuPolicy(Qt.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.node_dropped.connect(self._on_node_dropped)
+        self.view.quick_add_requested.connect(self.open_quick_add)
+        self.scene.link_dropped.connect(self._on_link_dropped)
+        self.quick_add.chosen.connect(self._on_quick_add_chosen)
+        self.problems.node_clicked.connect(self.show_node)
+        self.problems.count_changed.connect(
+            lambda n: self.problems_dock.setWindowTitle(f"Problems ({n})" if n else "Problems"))
+        self.history.restore_requested.connect(self.restore_run)
+        self.inspector.param_menu_requested.connect(lambda nid, name, at: param_menu(self, nid, name).popup(at))
         self.view.file_dropped.connect(lambda path: self.confirm_discard() and self.open_path(path))
         self.scene.selectionChanged.connect(self._on_selection)
         self.scene.refused_at.connect(self._show_refusal_tip)
         self.editor.refused.connect(self.show_message)
         self.undo.cleanChanged.connect(lambda _: self._update_title())
         self.doc.path_changed.connect(self._update_title)
-        self.doc.param_changed.connect(lambda nid, _: self._note_edit(nid))
-        self.doc.link_changed.connect(lambda nid, _: self._note_edit(nid))
-        self.runner.event.connect(self._on_run_event)
-        self.runner.finished.connect(self._on_run_finished)
+        self.runner.finished.connect(lambda *_: self._close_after_run and QTimer.singleShot(0, self.close))
 
     # -- messages -------------------------------------------------------------------------
     def show_message(self, text: str, timeout_ms: int = 10000) -> None:
@@ -255,27 +306,52 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}{'' if self.undo.isClean() else ' *'} \u2014 vdnodes")
 
     # -- editing ----------------------------------------------------------------------------
-    def add_node(self, node_type: str) -> str:
-        """Add a node near the middle of the visible canvas, not on top of another; select it."""
-        centre = self.view.mapToScene(self.view.viewport().rect().center())
-        x, y = centre.x() - WIDTH / 2, centre.y() - 60
-        taken = {self.doc.pos(n) for n in self.doc.graph.nodes}
-        while (round(x), round(y)) in taken:
-            x, y = x + 30, y + 30
-        nid = self.editor.add_node(node_type, (x, y))
+    def _rects(self, exclude: set[str] = frozenset()) -> list[tuple[float, float, float, float]]:
+        return [(*self.doc.pos(n), WIDTH, item.height()) for n, item in self.scene.nodes.items() if n not in exclude]
+
+    def placement(self, height: float = 120.0) -> tuple[float, float]:
+        """Where a new node goes: at the cursor when it is on the canvas, else right of the selection,
+        else the middle of the view; moved down until it overlaps no card."""
+        cursor = self.view.cursor_scene_pos()
+        selected = [n for n in self.scene.selected_node_ids()]
+        if cursor is not None:
+            x, y = cursor.x() - WIDTH / 2, cursor.y() - 20
+        elif selected:
+            x, y = beside([(*self.doc.pos(n), WIDTH, self.scene.nodes[n].height()) for n in selected])
+        else:
+            centre = self.view.mapToScene(self.view.viewport().rect().center())
+            x, y = centre.x() - WIDTH / 2, centre.y() - 60
+        return free_spot((*self.scene.snapped(x, y), WIDTH, height), self._rects())
+
+    def add_node(self, node_type: str, at: tuple[float, float] | None = None) -> str:
+        """Add a node (at ``at``, else where ``placement`` says), not on top of another; select it."""
+        if at is None:
+            at = self.placement()
+        else:
+            at = free_spot((*self.scene.snapped(*at), WIDTH, 120.0), self._rects())
+        nid = self.editor.add_node(node_type, at)
         self.scene.select_nodes([nid])
         return nid
 
     def _context_menu(self, where: QPoint) -> None:
-        """Right-click: actions on the node under the cursor, or 'add node' menus by category."""
+        """Right-click: a param's menu on its row, the node's menu on a card, else 'add node' menus."""
         pos = self.view.mapToScene(where)
-        menu = QMenu(self)
         node = self.scene.node_at(pos)
         if node is not None:
-            if node not in self.scene.selected_node_ids():
-                self.scene.select_nodes([node])
-            menu.addActions([self.act_copy, self.act_duplicate, self.act_delete])
+            name = self.scene.nodes[node].param_at(pos)
+            if name is not None and name in self.doc.decl(node).params:
+                menu = param_menu(self, node, name)
+            else:
+                if node not in self.scene.selected_node_ids():
+                    self.scene.select_nodes([node])
+                menu = node_menu(self, node)
+        elif self.scene.link_at(pos) is not None:
+            menu = link_menu(self, self.scene.link_at(pos).key, pos)
+        elif self.scene.frame_at(pos, bar_only=False) is not None:
+            menu = frame_menu(self, self.scene.frame_at(pos, bar_only=False).index)
         else:
+            menu = QMenu(self)
+            menu.addAction("Search nodes... (Tab)", lambda: self.open_quick_add(pos))
             for category, decls in self.registry.by_category().items():
                 sub = menu.addMenu(category.capitalize())
                 for decl in decls:
@@ -283,13 +359,79 @@ class MainWindow(QMainWindow):
                     act.setToolTip(decl.doc)
                     act.triggered.connect(lambda _=False, t=decl.id: self._on_node_dropped(t, pos))
             menu.addSeparator()
-            menu.addActions([self.act_paste, self.act_fit])
+            menu.addActions([self.act_paste, self.act_fit, self.act_layout])
+        self.last_menu = menu
         menu.popup(self.view.viewport().mapToGlobal(where))
 
     def _on_node_dropped(self, node_type: str, pos: QPointF) -> None:
-        nid = self.editor.add_node(node_type, (pos.x() - WIDTH / 2, pos.y() - 20))
-        self.scene.select_nodes([nid])
+        self.add_node(node_type, (pos.x() - WIDTH / 2, pos.y() - 20))
 
+    # -- quick-add ------------------------------------------------------------------------------
+    def open_quick_add(self, scene_pos: QPointF) -> None:
+        """The search pop-up, adding at ``scene_pos``."""
+        self._quick_add_at, self._quick_link = QPointF(scene_pos), None
+        self.quick_add.open_at(self._global(scene_pos))
+
+    def _global(self, scene_pos: QPointF) -> QPoint:
+        return self.view.viewport().mapToGlobal(self.view.mapFromScene(scene_pos))
+
+    def _on_link_dropped(self, nid: str, socket: str, is_input: bool, pos: QPointF) -> None:
+        """A link dropped on empty space: offer only node types with a socket that fits it."""
+        if is_input:
+            want = self.doc.decl(nid).inputs[socket].socket_type
+            accept = lambda d: any(explain_mismatch(o.socket_type, want) is None for o in d.outputs.values())  # noqa: E731
+        else:
+            have = self.doc.output_type(nid, socket)
+            accept = lambda d: any(explain_mismatch(have, i.socket_type) is None for i in d.inputs.values())  # noqa: E731
+        self._quick_add_at, self._quick_link = QPointF(pos), (nid, socket, is_input)
+        self.quick_add.open_at(self._global(pos), accept, f"Connect {nid}.{socket} to a new node")
+
+    def _on_quick_add_chosen(self, node_type: str) -> None:
+        pos, link, self._quick_link = self._quick_add_at, self._quick_link, None
+        x = pos.x() - (WIDTH if link and link[2] else 0) - (0 if link else WIDTH / 2)
+        if link is None:
+            self.add_node(node_type, (x, pos.y() - 20))
+            return
+        self.undo.beginMacro(f"Add {self.registry.get(node_type).display_name} and connect it")
+        new = self.add_node(node_type, (x, pos.y() - 20))
+        nid, socket, is_input = link
+        decl = self.registry.get(node_type)
+        names = decl.outputs if is_input else decl.inputs
+        for name in names:  # the first socket of the new node that links
+            problem = self.doc.link_problem(new, name, nid, socket) if is_input else \
+                self.doc.link_problem(nid, socket, new, name)
+            if problem is None:
+                if is_input:
+                    self.editor.connect(new, name, nid, socket)
+                else:
+                    self.editor.connect(nid, socket, new, name)
+                break
+        self.undo.endMacro()
+
+    def show_node(self, nid: str) -> None:
+        """Select a node and bring it into view (a click in the problems list)."""
+        self.scene.select_nodes([nid])
+        self.view.centerOn(self.scene.nodes[nid].sceneBoundingRect().center())
+
+    def show_problems(self) -> None:
+        self.problems_dock.raise_()
+
+    # -- layout -------------------------------------------------------------------------------------
+    def auto_layout(self) -> None:
+        """Lay the graph out left to right by depth (one undo step) and show it."""
+        heights = {nid: item.height() for nid, item in self.scene.nodes.items()}
+        self.editor.layout({n: (float(x), float(y)) for n, (x, y) in
+                            layered_positions(self.doc.graph, heights).items()})
+        self.view.open_view()
+
+    def frame_selection(self) -> int:
+        """A frame around the selected nodes; returns its index (-1: nothing selected)."""
+        nids = self.scene.selected_node_ids()
+        rects = {n: (*self.doc.pos(n), WIDTH, self.scene.nodes[n].height()) for n in nids}
+        return self.editor.frame_nodes(nids, rects)
+
+    def _toggle_snap(self, on: bool) -> None:
+        self.scene.snap = bool(on)
     def _on_selection(self) -> None:
         ids = self.scene.selected_node_ids()
         self.inspector.set_node(ids[0] if len(ids) == 1 else None)
@@ -299,14 +441,32 @@ class MainWindow(QMainWindow):
         if n:
             self.show_message(f"Copied {n} node{'s' if n != 1 else ''}")
 
+    def _group_offset(self, data: dict) -> tuple[float, float]:
+        """Pasted nodes go to the cursor, or right of the selection, overlapping no card."""
+        group = [(*raw.get("pos", (0, 0)), WIDTH, 120.0) for raw in data.get("nodes", {}).values()]
+        if not group:
+            return 0.0, 0.0
+        cursor = self.view.cursor_scene_pos()
+        selected = self.scene.selected_node_ids()
+        if cursor is not None:
+            anchor = (cursor.x() - WIDTH / 2, cursor.y() - 20)
+        elif selected:
+            anchor = beside([(*self.doc.pos(n), WIDTH, self.scene.nodes[n].height()) for n in selected])
+        else:
+            centre = self.view.mapToScene(self.view.viewport().rect().center())
+            anchor = (centre.x() - WIDTH / 2, centre.y() - 60)
+        return group_spot(group, self.scene.snapped(*anchor), self._rects())
+
     def paste(self) -> list[str]:
-        nids = self.editor.paste_from_clipboard()
+        data = self.editor.clipboard_data()
+        nids = self.editor.paste_nodes(data, self._group_offset(data)) if data else []
         if nids:
             self.scene.select_nodes(nids)
         return nids
 
     def duplicate(self) -> list[str]:
-        nids = self.editor.paste_nodes(self.editor.copy_nodes(self.scene.selected_node_ids()))
+        data = self.editor.copy_nodes(self.scene.selected_node_ids())
+        nids = self.editor.paste_nodes(data, self._group_offset(data))
         self.scene.select_nodes(nids)
         return nids
 
@@ -347,7 +507,7 @@ class MainWindow(QMainWindow):
             return False
         # A PNG is a source, not a save target: Save asks for a .json name.
         self._set_graph(graph, path if path.suffix.lower() == ".json" else None)
-        self._mark_problems(problems, state=NodeState.IDLE)
+        self.run_control.mark_problems(problems, state=NodeState.IDLE)
         extra = f", {len(problems)} to fix before it runs" if problems else ""
         self.show_message(f"Opened {path.name} ({len(graph.nodes)} nodes{extra})")
         return True
@@ -356,10 +516,10 @@ class MainWindow(QMainWindow):
         self.doc.replace(graph, path)
         self.undo.clear()
         self.undo.setClean()
-        self.viewer.set_images([])
-        self.viewer.set_texts([])
+        self.viewer.clear()
         self._update_title()
-        QTimer.singleShot(0, self.view.fit)
+        self.view.open_view()
+        QTimer.singleShot(0, self.view.open_view)  # again once the window has its final size
 
     def _folder(self) -> Path:
         return self.doc.path.parent if self.doc.path else Path.cwd()
@@ -390,122 +550,61 @@ class MainWindow(QMainWindow):
         return True
 
     # -- running ----------------------------------------------------------------------------------
-    def _update_run_actions(self) -> None:
+    def update_run_actions(self) -> None:
         running = self.runner.is_running()
         self.act_run.setEnabled(not running)
         self.act_cancel.setEnabled(running)
 
-    def run_graph(self) -> bool:
-        """Validate, then run in the worker thread; False when the graph cannot run."""
-        if self.runner.is_running():
-            return False
-        for nid, status in self.doc.status.items():
-            if status.state is NodeState.FAILED or status.error:
-                self.doc.set_status(nid, state=NodeState.IDLE if status.state is NodeState.FAILED
-                                    else status.state, error="")
-        problems = validate(self.doc.graph, self.registry)
-        if not self.doc.graph.nodes:
-            self.show_message("Nothing to run: add nodes from the palette first")
-            return False
-        if problems:
-            self._mark_problems(problems)
-            self.show_message(f"Cannot run: {len(problems)} problem{'s' if len(problems) != 1 else ''} "
-                              f"({problems[0]})")
-            return False
-        self._edited_during_run = set()
-        self.runner.start(self.doc.graph)
-        self._update_run_actions()
-        self.run_label.setText("running...")
-        self.viewer.log(f"run started ({len(self.doc.graph.nodes)} nodes)")
-        return True
+    _update_run_actions = update_run_actions
+
+    def run_graph(self, targets: list[str] | None = None) -> bool:
+        """Validate, then run in the worker thread (``targets``: run up to those nodes only)."""
+        return self.run_control.run(targets)
 
     def cancel_run(self) -> None:
-        if self.runner.is_running():
-            self.runner.cancel()
-            self.run_label.setText("cancelling...")
+        self.run_control.cancel()
 
-    def _note_edit(self, nid: str) -> None:
-        if self.runner.is_running() and nid in self.doc.graph.nodes:
-            self._edited_during_run |= {nid} | self.doc.descendants(nid)
+    def restore_run(self, record: RunRecord) -> None:
+        """Put back the graph a history entry ran (one undo step) and show its outputs."""
+        self.editor.restore_graph(record.graph, f"Restore the run of {record.label().split()[0]}")
+        self.run_control.states.mark_cached()
+        self.viewer.clear()
+        self.viewer.set_images(record.images)
+        self.viewer.set_texts(record.texts)
+        self.show_message(f"Restored the graph of the run at {record.label().split()[0]}")
 
-    def _mark_problems(self, problems: list, state: NodeState = NodeState.FAILED) -> None:
-        """Show graph problems on their nodes (and in the log)."""
-        for p in problems:
-            self.viewer.log(str(p))
-            if p.where in self.doc.graph.nodes:
-                old = self.doc.status[p.where].error
-                self.doc.set_status(p.where, state=state, error=f"{old}; {p.message}" if old else p.message)
+    # -- output folder ------------------------------------------------------------------------------
+    def output_folder(self) -> Path:
+        return Path(self.runner.executor.out_dir).resolve()
 
-    def _on_run_event(self, e: ev.Event) -> None:
-        doc = self.doc
-        if isinstance(e, ev.RunStarted):
-            for nid in e.planned:
-                doc.set_status(nid, state=NodeState.QUEUED, progress=0.0, error="", message="")
-        elif isinstance(e, ev.NodeStarted):
-            doc.set_status(e.node_id, state=NodeState.RUNNING, progress=0.0)
-        elif isinstance(e, ev.NodeProgress):
-            changes: dict[str, Any] = {"progress": e.fraction, "message": e.message}
-            if e.preview is not None:
-                changes["preview"] = e.preview
-                self.viewer.show_preview(e.node_id, e.preview, e.message)
-            doc.set_status(e.node_id, **changes)
-        elif isinstance(e, ev.NodeCached):
-            doc.set_status(e.node_id, state=self._settled(e.node_id, NodeState.CACHED), progress=1.0)
-        elif isinstance(e, ev.NodeFinished):
-            doc.set_status(e.node_id, state=self._settled(e.node_id, NodeState.DONE), progress=1.0,
-                           seconds=e.seconds)
-        elif isinstance(e, ev.NodeFailed):
-            doc.set_status(e.node_id, state=NodeState.FAILED, error=e.message)
-            self.viewer.log(f"{e.node_id} failed: {e.message}")
-        elif isinstance(e, ev.NodeWarning):
-            doc.set_status(e.node_id, message=e.message)
-            self.viewer.log(f"{e.node_id}: warning: {e.message}")
-        elif isinstance(e, ev.RunFinished):
-            for nid, status in doc.status.items():
-                if status.state in (NodeState.QUEUED, NodeState.RUNNING):
-                    doc.set_status(nid, state=NodeState.IDLE, progress=0.0,
-                                   message="cancelled" if e.status == "cancelled" else "")
+    def _show_out_dir(self) -> None:
+        folder = str(self.output_folder())
+        shown = folder if len(folder) <= 48 else "\u2026" + folder[-47:]
+        self.out_label.setText(f"output: {shown}")
+        self.out_label.setToolTip(f"{folder}\nWhere Save image and Save text write their files")
 
-    def _settled(self, nid: str, state: NodeState) -> NodeState:
-        """A result computed from a graph the user has edited since the run began is stale."""
-        return NodeState.STALE if nid in self._edited_during_run else state
-
-    def _on_run_finished(self, result: RunResult | None, outputs: Any) -> None:
-        self.last_result = result
-        self._update_run_actions()
-        if result is None:
-            self.run_label.setText("run crashed")
-            self.show_message(f"internal error: {type(outputs).__name__}: {outputs}")
-            self.viewer.log(f"internal error: {outputs!r}")
-            return
-        summary = f"{result.status} in {result.seconds:.1f} s \u00b7 {len(result.executed)} ran, " \
-                  f"{len(result.cached)} cached"
-        self.run_label.setText(summary)
-        self.viewer.log(f"run {summary}")
-        if isinstance(result.error, GraphError):
-            self._mark_problems(result.error.problems)
-        if isinstance(result.error, (NodeError, GraphError, VDNodesError)) and result.status != "cancelled":
-            self.show_message(str(result.error).splitlines()[0])
-        elif result.status == "cancelled":
-            self.show_message("Run cancelled")
-        else:
-            self.show_message("")
-        if isinstance(outputs, RunOutputs):
-            for nid, image in outputs.previews.items():
-                self.doc.set_status(nid, preview=image)
-            if outputs.images:
-                self.viewer.set_images(outputs.images)
-            if outputs.texts:
-                self.viewer.set_texts(outputs.texts)
+    def open_output_folder(self) -> QUrl:
+        """Show the output folder in the file manager (made first if no run wrote it yet)."""
+        folder = self.output_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        url = QUrl.fromLocalFile(str(folder))
+        if not QDesktopServices.openUrl(url):
+            self.show_message(f"could not open {folder}")
+        return url
 
     # -- closing -------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
-        if not self.confirm_discard():
+        if not self._close_after_run and not self.confirm_discard():
             event.ignore()
             return
         if self.runner.is_running():
+            # The worker may be importing torch (seconds, not interruptible): hide now, close
+            # for good when it has stopped, so the window never hangs on screen.
             self.runner.cancel()
-            self.runner.wait()
+            self._close_after_run = True
+            self.hide()
+            event.ignore()
+            return
         # Destroying the window clears the undo stack and the scene; nothing may react any more.
         self.undo.blockSignals(True)
         self.scene.blockSignals(True)

@@ -21,6 +21,34 @@ from vdnodes_gui.view.canvas import NODE_MIME
 TYPE_ROLE = Qt.UserRole + 1
 
 
+def match_rank(decl, words: list[str]) -> int:
+    """How well a node type matches search words: 0 exact title or id, 1 title prefix, 2 every word
+    starts a title word, 3 every word is in the title or id, 4 found elsewhere (category, doc)."""
+    title = decl.display_name.lower()
+    short = decl.id.rsplit(".", 1)[-1].lower()
+    query = " ".join(words)
+    if query in (title, short, decl.id.lower()):
+        return 0
+    if title.startswith(query) or short.startswith(query.replace(" ", "_")):
+        return 1
+    title_words = title.replace("_", " ").split()
+    if all(any(t.startswith(w) for t in title_words) for w in words):
+        return 2
+    if all(w in f"{decl.id} {title}".lower() for w in words):
+        return 3
+    return 4
+
+
+def rank_types(registry: Registry, text: str) -> list[str]:
+    """Node types matching every word of ``text``, best first (title matches before category or doc
+    matches; palette order breaks ties). Empty text: every type in palette order."""
+    words = text.lower().split()
+    order = [d.id for decls in registry.by_category().values() for d in decls]
+    hits = {d.id: d for d in registry.search(text)} if words else {d.id: d for d in registry}
+    return sorted((t for t in order if t in hits), key=lambda t: (match_rank(hits[t], words) if words else 0,
+                                                                  order.index(t)))
+
+
 def _dot(color: QColor, size: int = 10) -> QIcon:
     pix = QPixmap(size, size)
     pix.fill(Qt.transparent)
@@ -114,17 +142,12 @@ class Palette(QWidget):
             self.tree.setCurrentItem(self.items[first[0]])
 
     def visible_types(self) -> list[str]:
-        """Shown node types, best match first: those whose title or id holds every word lead."""
-        words = self.search.text().lower().split()
-        shown = [t for t, item in self.items.items() if not item.isHidden() and not item.parent().isHidden()]
-
-        def rank(t: str) -> int:
-            name = f"{t} {self.registry.get(t).display_name}".lower()
-            return 0 if all(w in name for w in words) else 1
-
-        return sorted(shown, key=rank)
+        """Shown node types, best match first (``rank_types``)."""
+        shown = {t for t, item in self.items.items() if not item.isHidden() and not item.parent().isHidden()}
+        return [t for t in rank_types(self.registry, self.search.text()) if t in shown]
 
     def _add_first_visible(self) -> None:
+        """Enter in the search box adds the best match (the entry ``filter`` made current)."""
         current = self.tree.currentItem()
         node_type = current.data(0, TYPE_ROLE) if current is not None else None
         if node_type is None or self.items[node_type].isHidden():

@@ -14,9 +14,9 @@ import secrets
 from typing import Any
 
 from PySide6.QtCore import QRegularExpression, Qt, Signal
-from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtGui import QRegularExpressionValidator, QValidator
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+    QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
     QPlainTextEdit, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -30,9 +30,11 @@ INT_LIMIT = 2**31 - 1
 
 
 class ParamEditor(QWidget):
-    """One param's widget. ``edited(value, merge)``: merge=True while the user is typing."""
+    """One param's widget. ``edited(value, merge)``: merge=True while the user is typing;
+    ``note(text)``: something the user should read (a typed value was clamped to the range)."""
 
     edited = Signal(object, bool)
+    note = Signal(str)
 
     def __init__(self, param: Param) -> None:
         super().__init__()
@@ -49,17 +51,100 @@ class ParamEditor(QWidget):
         raise NotImplementedError
 
 
-class IntEditor(ParamEditor):
+def range_text(param: Param) -> str:
+    """``0 - 30``, ``>= 1``, or "" for an unbounded param."""
+    if param.min is not None and param.max is not None:
+        return f"{param.min:g} – {param.max:g}"
+    if param.min is not None:
+        return f"≥ {param.min:g}"
+    if param.max is not None:
+        return f"≤ {param.max:g}"
+    return ""
+
+
+class _Clamping:
+    """Spin-box behaviour shared by ints and floats: any number may be typed; one outside the
+    range becomes the nearest bound when committed, and ``clamped(typed, bound)`` says so."""
+
+    def _setup(self) -> None:
+        self.setCorrectionMode(QAbstractSpinBox.CorrectToNearestValue)
+        self.setKeyboardTracking(False)
+        self.typed: float | None = None
+
+    def validate(self, text: str, pos: int):
+        number = _number(text)
+        if number is not None and not (self.minimum() <= number <= self.maximum()):
+            return QValidator.Intermediate, text, pos
+        return super().validate(text, pos)
+
+    def fixup(self, text: str) -> str:
+        number = _number(text)
+        if number is None:
+            return super().fixup(text)
+        self.typed = number
+        return self.textFromValue(min(self.maximum(), max(self.minimum(), number)))
+
+    def valueFromText(self, text: str):
+        number = _number(text)
+        if number is None:
+            return super().valueFromText(text)
+        bounded = min(self.maximum(), max(self.minimum(), number))
+        if bounded != number:
+            self.typed = number
+        return type(self.value())(bounded)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip().replace(",", "."))
+    except ValueError:
+        return None
+
+
+class _IntBox(_Clamping, QSpinBox):
+    def __init__(self) -> None:
+        super().__init__()
+        self._setup()
+
+
+class _FloatBox(_Clamping, QDoubleSpinBox):
+    def __init__(self) -> None:
+        super().__init__()
+        self._setup()
+
+
+class _NumberEditor(ParamEditor):
+    """A number field with its range beside it; out-of-range input is clamped visibly."""
+
+    def _finish(self, box: QAbstractSpinBox, cast: type) -> None:
+        self.box = box
+        box.valueChanged.connect(lambda v: self._changed(cast(v)))
+        box.editingFinished.connect(self._report_clamp)
+        self._layout.addWidget(box, 1)
+        if range_text(self.param):
+            self.range_label = QLabel(range_text(self.param))
+            self.range_label.setObjectName("dim")
+            self._layout.addWidget(self.range_label)
+
+    def _changed(self, value: Any) -> None:
+        self.edited.emit(value, False)
+        self._report_clamp()
+
+    def _report_clamp(self) -> None:
+        typed, self.box.typed = self.box.typed, None
+        if typed is not None and not (self.box.minimum() <= typed <= self.box.maximum()):
+            self.note.emit(f"{typed:g} is outside {range_text(self.param)}; set to {self.box.value():g}")
+
+
+class IntEditor(_NumberEditor):
     def __init__(self, param: Param) -> None:
         super().__init__(param)
-        self.box = QSpinBox()
+        box = _IntBox()
         lo = -INT_LIMIT if param.min is None else int(max(param.min, -INT_LIMIT))
         hi = INT_LIMIT if param.max is None else int(min(param.max, INT_LIMIT))
-        self.box.setRange(lo, hi)
-        self.box.setSingleStep(int(param.step or 1))
-        self.box.setKeyboardTracking(False)
-        self.box.valueChanged.connect(lambda v: self.edited.emit(int(v), False))
-        self._layout.addWidget(self.box)
+        box.setRange(lo, hi)
+        box.setSingleStep(int(param.step or 1))
+        self._finish(box, int)
 
     def value(self) -> int:
         return self.box.value()
@@ -70,17 +155,15 @@ class IntEditor(ParamEditor):
         self.box.blockSignals(False)
 
 
-class FloatEditor(ParamEditor):
+class FloatEditor(_NumberEditor):
     def __init__(self, param: Param) -> None:
         super().__init__(param)
-        self.box = QDoubleSpinBox()
-        self.box.setDecimals(3)
-        self.box.setRange(-1e9 if param.min is None else param.min, 1e9 if param.max is None else param.max)
+        box = _FloatBox()
+        box.setDecimals(3)
+        box.setRange(-1e9 if param.min is None else param.min, 1e9 if param.max is None else param.max)
         span = (param.max - param.min) if param.min is not None and param.max is not None else 10.0
-        self.box.setSingleStep(param.step or (0.05 if span <= 1 else 0.1))
-        self.box.setKeyboardTracking(False)
-        self.box.valueChanged.connect(lambda v: self.edited.emit(float(v), False))
-        self._layout.addWidget(self.box)
+        box.setSingleStep(param.step or (0.05 if span <= 1 else 0.1))
+        self._finish(box, float)
 
     def value(self) -> float:
         return self.box.value()
@@ -182,8 +265,14 @@ class TextEditor(ParamEditor):
             self._quiet = False
 
 
+SEED_MODE_LABELS = {"fixed": "fixed", "increment": "+1 after run", "randomise": "random after run"}
+
+
 class SeedEditor(ParamEditor):
-    """A seed (0 <= seed < 2^63) with a randomise button."""
+    """A seed (0 <= seed < 2^63) with a randomise button and what happens to it after each run
+    (``mode_changed``: "fixed", "increment" or "randomise")."""
+
+    mode_changed = Signal(str)
 
     def __init__(self, param: Param) -> None:
         super().__init__(param)
@@ -194,8 +283,19 @@ class SeedEditor(ParamEditor):
         self.dice.setText("\u2684")
         self.dice.setToolTip("Random seed")
         self.dice.clicked.connect(self.randomise)
-        self._layout.addWidget(self.line)
+        self.mode = QComboBox()
+        for mode, label in SEED_MODE_LABELS.items():
+            self.mode.addItem(label, mode)
+        self.mode.setToolTip("After each successful run: keep the seed, add 1, or pick a random one")
+        self.mode.currentIndexChanged.connect(lambda _: self.mode_changed.emit(self.mode.currentData()))
+        self._layout.addWidget(self.line, 1)
         self._layout.addWidget(self.dice)
+        self._layout.addWidget(self.mode)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode.blockSignals(True)
+        self.mode.setCurrentIndex(max(0, self.mode.findData(mode)))
+        self.mode.blockSignals(False)
 
     def _commit(self) -> None:
         if self.line.text():
@@ -252,7 +352,12 @@ def _param_tip(name: str, p: Param) -> str:
 
 
 class Inspector(QScrollArea):
-    """Title, doc, inputs, params and run status of the selected node."""
+    """Title, doc, inputs, params and run status of the selected node.
+
+    ``param_menu_requested(node, param, global pos)``: a right-click on a param's label (the window
+    shows the same param menu as on the card)."""
+
+    param_menu_requested = Signal(str, str, object)
 
     def __init__(self, doc: GraphDocument, editor: Editor) -> None:
         super().__init__()
@@ -261,9 +366,12 @@ class Inspector(QScrollArea):
         self.node_id: str | None = None
         self.editors: dict[str, ParamEditor] = {}
         self.status_label = QLabel()
+        self._title: QLabel | None = None
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.NoFrame)
         doc.param_changed.connect(self._on_param_changed)
+        doc.path_changed.connect(lambda: self.node_id is None and self.set_node(None))
+        doc.ui_changed.connect(lambda nid: nid == self.node_id and self._on_ui_changed())
         doc.node_removed.connect(lambda nid: nid == self.node_id and self.set_node(None))
         doc.reset.connect(lambda: self.set_node(None))
         doc.status_changed.connect(lambda nid: nid == self.node_id and self._show_status())
@@ -281,6 +389,7 @@ class Inspector(QScrollArea):
         box.setContentsMargins(12, 8, 12, 12)
         box.setSpacing(6)
         if self.node_id is None:
+            self._title = None
             self._graph_summary(box)
             box.addStretch(1)
             self.setWidget(page)
@@ -288,7 +397,7 @@ class Inspector(QScrollArea):
             return
         nid = self.node_id
         decl, spec = self.doc.decl(nid), self.doc.graph.nodes[nid]
-        title = QLabel(decl.display_name)
+        title = self._title = QLabel(self.doc.title(nid))
         title.setObjectName("heading")
         sub = QLabel(f"{nid}  \u00b7  {decl.id} {decl.version}")
         sub.setObjectName("dim")
@@ -309,8 +418,19 @@ class Inspector(QScrollArea):
             ed.set_value(spec.params.get(name, p.default))
             ed.setToolTip(_param_tip(name, p))
             ed.edited.connect(lambda value, merge, name=name: self._edited(name, value, merge))
+            ed.note.connect(lambda text, name=name: self.editor.refused.emit(f"{nid}.{name}: {text}"))
+            if isinstance(ed, SeedEditor):
+                ed.set_mode(self.doc.graph.ui.get(nid, {}).get("seed_mode", {}).get(name, "fixed"))
+                ed.mode_changed.connect(lambda mode, name=name: self._seed_mode(name, mode))
+            if name in spec.inputs:  # driven by a link: shown, not editable here
+                ed.setEnabled(False)
+                ed.setToolTip(f"linked from {spec.inputs[name]}; right-click the name to put it back")
             label = QLabel(name)
             label.setToolTip(_param_tip(name, p))
+            label.setContextMenuPolicy(Qt.CustomContextMenu)
+            label.customContextMenuRequested.connect(
+                lambda where, name=name, label=label: self.param_menu_requested.emit(
+                    nid, name, label.mapToGlobal(where)))
             form.addRow(label, ed)
             self.editors[name] = ed
         box.addLayout(form)
@@ -347,7 +467,8 @@ class Inspector(QScrollArea):
         n_links = len(self.doc.links())
         counts = QLabel(f"{len(graph.nodes)} nodes \u00b7 {n_links} links")
         counts.setObjectName("dim")
-        hint = QLabel("Select a node to edit its parameters.")
+        hint = QLabel("Select a node to edit its parameters. Double-click the canvas or press Tab "
+                      "to add a node.")
         hint.setObjectName("dim")
         hint.setWordWrap(True)
         box.addWidget(counts)
@@ -360,6 +481,21 @@ class Inspector(QScrollArea):
             return
         if self.editor.set_param(nid, name, value, merge=merge):
             self.editors[name].set_value(self.doc.graph.nodes[nid].params[name])  # refused: show the old value
+
+    def _seed_mode(self, name: str, mode: str) -> None:
+        nid = self.node_id
+        modes = dict(self.doc.graph.ui.get(nid, {}).get("seed_mode", {}))
+        modes[name] = mode
+        modes = {k: v for k, v in modes.items() if v != "fixed"}
+        self.editor.set_ui(nid, "seed_mode", modes or None, f"Seed of {nid}: {SEED_MODE_LABELS[mode]}")
+
+    def _on_ui_changed(self) -> None:
+        modes = self.doc.graph.ui.get(self.node_id, {}).get("seed_mode", {})
+        for name, ed in self.editors.items():
+            if isinstance(ed, SeedEditor):
+                ed.set_mode(modes.get(name, "fixed"))
+        if self._title is not None:
+            self._title.setText(self.doc.title(self.node_id))
 
     def _on_param_changed(self, nid: str, name: str) -> None:
         if nid == self.node_id and name in self.editors:
@@ -377,5 +513,5 @@ class Inspector(QScrollArea):
         if status.message:
             text += f" \u2014 {status.message}"
         if status.error:
-            text += f"<br><span style='color:{theme.ERROR}'>{status.error}</span>"
+            text += f"<br><span style='color:{theme.ERROR}'>{status.error.replace(chr(10), '<br>')}</span>"
         self.status_label.setText(text)

@@ -22,8 +22,11 @@ TEXT = "#e6e8ee"
 TEXT_DIM = "#9aa1b1"
 TEXT_FAINT = "#6b7283"
 ACCENT = "#5b9cff"
+ACCENT_TEXT = "#8ab8ff"  # links and toggles drawn as text on dark surfaces
 SELECTED = "#ffcc66"
 ERROR = "#ff5f56"
+ERROR_TEXT = "#ffb3ad"
+FRAME = "#7f8aa3"  # frames without a colour of their own  # error messages on dark surfaces
 WARNING = "#ffb347"
 
 # Node header colours by category (muted so that socket colours stay readable).
@@ -33,7 +36,7 @@ CATEGORY_COLORS = {
     "encode": "#2b5f8a",
     "context": "#226b6b",
     "sample": "#6a4c93",
-    "edit": "#8a6a2b",
+    "edit": "#75581f",
     "decode": "#3d5a99",
     "image": "#4a6b2f",
     "output": "#7a4a2a",
@@ -49,6 +52,14 @@ STATE_COLORS = {
     "cached": "#4fc1c9",
     "stale": WARNING,
     "failed": ERROR,
+    "cancelled": "#c9a0ff",
+    "skipped": "#b8bfcc",
+}
+
+# Header colours a user can give a node (all keep white titles above WCAG AA 4.5:1).
+NODE_COLORS = {
+    "red": "#8e3b46", "orange": "#7a4a2a", "yellow": "#6e5a1c", "green": "#2f6f4f",
+    "teal": "#226b6b", "blue": "#2b5f8a", "purple": "#6a4c93", "grey": "#4a505e",
 }
 
 

@@ -109,6 +109,13 @@ class OutputViewer(QTabWidget):
             self._show_row(len(self.images) - 1)
             self.setCurrentIndex(0)
 
+    def clear(self) -> None:
+        """Forget the outputs shown (a new or opened graph); the log stays."""
+        self.set_images([])
+        self.view.set_image(None)
+        self.caption.setText("")
+        self.text.clear()
+
     def current_image(self) -> QImage | None:
         return self.view.image
 

@@ -25,6 +25,9 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT / "gui"))
 
+from PySide6.QtCore import QPoint  # noqa: E402
+from PySide6.QtGui import QCursor  # noqa: E402
+
 from vdnodes.nodes import build_registry_with_plugins  # noqa: E402
 
 from vdnodes_gui.app import application  # noqa: E402
@@ -41,6 +44,7 @@ def registry():
 def window(qtbot, registry, tmp_path):
     """A themed main window writing outputs under tmp_path; its run is cancelled and joined at the end."""
     application()
+    QCursor.setPos(QPoint(5000, 5000))  # off the canvas, unless a test puts it there
     win = MainWindow(registry, out_dir=str(tmp_path / "out"))
     win.ask_before_discard = False
     qtbot.addWidget(win)

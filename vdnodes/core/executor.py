@@ -21,6 +21,7 @@ from typing import Any
 import networkx as nx
 
 from vdnodes.core import events as ev
+from vdnodes.core.bypass import resolve_bypass
 from vdnodes.core.cache import TensorCache
 from vdnodes.core.errors import (
     GraphError, NodeError, NodeInputError, Problem, RunCancelled, UserInputError, VDNodesError,
@@ -134,6 +135,10 @@ class Executor:
         self.services = dict(services or {})
         self._lock = threading.Lock()
 
+    def effective_graph(self, graph: Graph) -> Graph:
+        """The graph as it runs: bypassed nodes left out, their consumers fed what passes through."""
+        return resolve_bypass(graph, self.registry)
+
     # -- keys -----------------------------------------------------------------
     def compute_keys(self, graph: Graph, nodes: Iterable[str], seed: int | None = None) -> dict[str, str]:
         """Cache keys of ``nodes`` (and their ancestors), id- and layout-independent."""
@@ -145,8 +150,13 @@ class Executor:
             decl = self.registry.get(spec.type)
             input_keys = {name: output_key(keys[link.node], link.output)
                           for name, link in spec.inputs.items()}
-            keys[nid] = node_key(spec.type, decl.version, spec.params, input_keys,
-                                 seed=self._node_seed(decl, spec.params, seed),
+            # A linked param's value comes from its link: its own value does not count.
+            params = {k: v for k, v in spec.params.items() if k not in spec.inputs}
+            node_seed = self._node_seed(decl, spec.params, seed)
+            if node_seed is not None and any(decl.params[n].type == "Seed" for n in spec.inputs
+                                             if n in decl.params):
+                node_seed = seed  # a linked seed: its value is in the input key; the run seed is not
+            keys[nid] = node_key(spec.type, decl.version, params, input_keys, seed=node_seed,
                                  fingerprint=self._fingerprint(decl, spec.params, graph))
         return keys
 
@@ -231,6 +241,7 @@ class Executor:
         """
         if seed is None and isinstance(graph.manifest.get("seed"), int):
             seed = graph.manifest["seed"]
+        graph = self.effective_graph(graph)
         with self._lock:
             return self._run(graph, targets, seed, on_event or (lambda e: None),
                              cancel or CancelToken(), raise_errors)
@@ -317,9 +328,19 @@ class Executor:
                                     socket=name, expected=str(inp.socket_type), got=_describe(value),
                                     hint=f"check what {link} produces")
             kwargs[name] = value
-        kwargs.update(spec.params)
+        params = dict(spec.params)
+        for name, link in spec.inputs.items():  # params linked like inputs take their link's value
+            if name in decl.params and name not in decl.inputs:
+                p = decl.params[name]
+                value = p.coerce(live[(link.node, link.output)])
+                why = p.problem(value)
+                if why:
+                    raise NodeError(nid, f"param {name!r} from {link}: {why}", node_type=spec.type,
+                                    hint=f"check what {link} produces", user_fault=True)
+                params[name] = value
+        kwargs.update(params)
         ctx = NodeContext(nid, spec.type, self.device, self.dtype,
-                          self._node_seed(decl, spec.params, seed), self.out_dir, graph_dir(graph),
+                          self._node_seed(decl, params, seed), self.out_dir, graph_dir(graph),
                           graph, self.services, emit, cancel, run_id, registry=self.registry, run_seed=seed)
         emit(ev.NodeStarted(run_id, nid, spec.type))
         t0 = time.perf_counter()

@@ -35,7 +35,7 @@ from vdnodes.core.errors import GraphError, Problem, UserInputError
 from vdnodes.core.fileio import atomic_write_text
 from vdnodes.core.jsonfile import parse_json
 from vdnodes.core.limits import check_input_file
-from vdnodes.core.node import NodeDecl, parse_version
+from vdnodes.core.node import NodeDecl, param_link_problem, parse_version
 from vdnodes.core.pngmeta import GRAPH_KEY, MANIFEST_KEY, is_png, read_png_text
 from vdnodes.core.provenance import locate_inputs
 from vdnodes.core.registry import Registry
@@ -73,6 +73,7 @@ class NodeSpec:
     version: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Link] = field(default_factory=dict)
+    bypass: bool = False  # not run; its outputs pass fitting inputs through (``vdnodes.core.bypass``)
 
 
 @dataclass
@@ -92,6 +93,9 @@ class Graph:
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
     located_inputs: dict[str, str] = field(default_factory=dict, repr=False)
     missing_inputs: list[Any] = field(default_factory=list, repr=False)
+    # A graph with bypassed nodes resolved (``bypass.resolve_bypass``): the graph as written,
+    # which is what a saved PNG embeds.
+    original: "Graph | None" = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "Graph":
         return copy.deepcopy(self)
@@ -201,7 +205,8 @@ def from_dict(data: Mapping[str, Any], source: str = "graph") -> Graph:
     nodes = {}
     for nid, raw in data.get("nodes", {}).items():
         links = {name: Link(str(v[0]), str(v[1])) for name, v in raw.get("inputs", {}).items()}
-        nodes[nid] = NodeSpec(raw["type"], raw.get("version", ""), dict(raw.get("params", {})), links)
+        nodes[nid] = NodeSpec(raw["type"], raw.get("version", ""), dict(raw.get("params", {})), links,
+                              bool(raw.get("bypass", False)))
     return Graph(nodes, dict(data.get("inputs", {})), dict(data.get("outputs", {})),
                  copy.deepcopy(data.get("ui", {})), copy.deepcopy(data.get("meta", {})), source,
                  copy.deepcopy(data.get("sweep", {})))
@@ -310,6 +315,14 @@ def validate(graph: Graph, registry: Registry) -> list[Problem]:
                                 "a node cannot depend on its own output"))
     else:
         problems += [Problem(n, m, h) for n, m, h in _type_problems(graph, registry, dig, known)[1]]
+        if not problems and any(s.bypass for s in graph.nodes.values()):
+            from vdnodes.core.bypass import bypass_problems, resolve_bypass  # imports this module
+
+            problems += bypass_problems(graph, registry)
+            if not problems:  # what runs: links rerouted through bypassed nodes must type-check too
+                resolved = resolve_bypass(graph, registry)
+                problems += [Problem(n, f"with bypassed nodes passed through: {m}", h) for n, m, h in
+                             _type_problems(resolved, registry, to_digraph(resolved), known)[1]]
     return problems
 
 
@@ -339,9 +352,9 @@ def _link_problems(nid: str, spec: NodeSpec, decl: NodeDecl, graph: Graph,
                    known: Mapping[str, NodeDecl]) -> list[Problem]:
     out = []
     for name, link in spec.inputs.items():
-        if name not in decl.inputs:
+        if name not in decl.inputs and name not in decl.params:
             out.append(Problem(nid, f"unknown input {name!r} for {decl.id}{suggest(name, decl.inputs)}",
-                               f"its inputs are {sorted(decl.inputs) or 'none'}"))
+                               f"its inputs are {sorted(decl.inputs) or 'none'} (or a param, linked)"))
             continue
         if link.node not in graph.nodes:
             out.append(Problem(nid, f"input {name!r} links to missing node {link.node!r}"
@@ -388,6 +401,11 @@ def _type_problems(graph: Graph, registry: Registry, dig: nx.DiGraph,
         in_types: dict[str, SocketType] = {}
         for name, link in spec.inputs.items():
             got = types.get((link.node, link.output))
+            if got is not None and name not in decl.inputs and name in decl.params:  # a linked param
+                why = param_link_problem(decl.params[name], got.name)
+                if why:
+                    problems.append((nid, f"param {name!r} from {link}: {why}", "link a value node"))
+                continue
             if got is None or name not in decl.inputs:
                 continue
             want = decl.inputs[name].socket_type
@@ -438,6 +456,8 @@ def to_dict(graph: Graph) -> dict[str, Any]:
         raw: dict[str, Any] = {"type": spec.type, "version": spec.version, "params": dict(spec.params)}
         if spec.inputs:
             raw["inputs"] = {k: [v.node, v.output] for k, v in spec.inputs.items()}
+        if spec.bypass:
+            raw["bypass"] = True
         nodes[nid] = raw
     data: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "nodes": nodes}
     for key in ("inputs", "outputs", "ui", "meta", "sweep"):

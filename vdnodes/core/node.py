@@ -79,6 +79,20 @@ class Out:
 
 
 PARAM_TYPES = ("Int", "Float", "Bool", "String", "Path", "Seed", "Enum")
+# Socket types that may feed a param linked like an input (an Enum param cannot be linked:
+# choices can change output types, which are checked before anything runs).
+PARAM_SOURCES = {"Int": ("Int",), "Float": ("Float", "Int"), "Bool": ("Bool",), "String": ("String",),
+                 "Path": ("String", "Path"), "Seed": ("Int", "Seed")}
+
+
+def param_link_problem(param: "Param", source: str) -> str | None:
+    """Why an output of type ``source`` cannot drive ``param``, or None when it can."""
+    accepted = PARAM_SOURCES.get(param.type)
+    if accepted is None:
+        return f"a {param.type} param cannot be linked; set it on the node"
+    if source not in accepted and source != "Any":
+        return f"{source} does not fit a {param.type} param (it takes {' or '.join(accepted)})"
+    return None
 
 
 def unicode_problem(text: str) -> str | None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 BUILTIN_MODULES = (
     "vdnodes.nodes.models", "vdnodes.nodes.io", "vdnodes.nodes.encode", "vdnodes.nodes.disentangle",
     "vdnodes.nodes.blend", "vdnodes.nodes.denoise", "vdnodes.nodes.edit", "vdnodes.nodes.decode",
-    "vdnodes.nodes.image",
+    "vdnodes.nodes.image", "vdnodes.nodes.primitives",
 )
 
 

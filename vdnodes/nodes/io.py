@@ -249,7 +249,7 @@ def save_image(ctx, image, prefix: str, embed_graph: bool) -> list[str]:
     pixels = (image.detach().float().clamp(0, 1) * 255).round().to("cpu").numpy().astype(np.uint8)
     info = None
     if embed_graph:
-        graph_text = dump_graph(ctx.graph)
+        graph_text = dump_graph(ctx.graph.original or ctx.graph)  # bypassed nodes included
         if len(graph_text.encode("utf-8")) > MAX_TEXT_BYTES:  # vdnodes could not read it back
             ctx.warn(f"the graph is over {MAX_TEXT_BYTES // 1024**2} MiB of JSON; saved without it")
         else:

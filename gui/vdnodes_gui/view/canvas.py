@@ -1,14 +1,14 @@
 """The canvas widget: a ``QGraphicsView`` with a dot grid, zoom, pan, fit and drops.
 
 Wheel zooms around the cursor, middle-drag or space+drag pans, F fits the
-graph. Node types dragged from the palette are added where they are dropped;
+graph. Double-click on empty space or Tab asks for the quick-add pop-up. Node types dragged from the palette are added where they are dropped;
 graph files (JSON, or PNGs saved by vdnodes) dropped on it are opened.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtGui import QColor, QCursor, QKeyEvent, QMouseEvent, QPainter, QPen, QTransform, QWheelEvent
 from PySide6.QtWidgets import QGraphicsView
 
 from vdnodes_gui import theme
@@ -24,6 +24,7 @@ class CanvasView(QGraphicsView):
 
     node_dropped = Signal(str, QPointF)  # node type, scene position
     file_dropped = Signal(str)
+    quick_add_requested = Signal(QPointF)  # scene position (double-click on empty space, or Tab)
 
     def __init__(self, scene: GraphScene) -> None:
         super().__init__(scene)
@@ -39,6 +40,8 @@ class CanvasView(QGraphicsView):
         self.setFocusPolicy(Qt.StrongFocus)
         self._pan_from: QPointF | None = None
         self._space = False
+        self.setMouseTracking(True)
+        self.min_open_zoom = 0.8  # opening a graph never shows it smaller (text stays readable)
 
     # -- zoom and pan ------------------------------------------------------------------
     def zoom(self) -> float:
@@ -60,6 +63,38 @@ class CanvasView(QGraphicsView):
         if self.zoom() > 1.0:
             self.zoom_by(1.0 / self.zoom())
         self.centerOn(rect.center())
+
+    def open_view(self) -> None:
+        """The view a graph opens at: all of it when that is readable, else its left end, readable."""
+        rect = self.scene().itemsBoundingRect()
+        self.fit()
+        if rect.isEmpty() or self.zoom() >= self.min_open_zoom:
+            return
+        self.setTransform(QTransform.fromScale(self.min_open_zoom, self.min_open_zoom))
+        visible = self.mapToScene(self.viewport().rect()).boundingRect()
+        self.centerOn(rect.left() - 24 + visible.width() / 2, rect.center().y())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        for child in self.children():
+            if hasattr(child, "place"):  # the minimap keeps to the bottom-right corner
+                child.place()
+
+    def cursor_scene_pos(self) -> QPointF | None:
+        """Where the mouse is on the canvas, or None when it is outside the canvas."""
+        local = self.viewport().mapFromGlobal(QCursor.pos())
+        return self.mapToScene(local) if self.viewport().rect().contains(local) else None
+
+    def focusNextPrevChild(self, next: bool) -> bool:
+        return False  # Tab opens quick-add here instead of moving the focus
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        pos = self.mapToScene(event.position().toPoint())
+        if event.button() == Qt.LeftButton and self.scene().node_at(pos) is None:
+            self.quick_add_requested.emit(pos)
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120.0
@@ -104,6 +139,12 @@ class CanvasView(QGraphicsView):
             return
         if event.key() == Qt.Key_F and not event.modifiers():
             self.fit()
+            event.accept()
+            return
+        if event.key() == Qt.Key_Tab and not event.modifiers():
+            pos = self.cursor_scene_pos()
+            self.quick_add_requested.emit(pos if pos is not None else
+                                          self.mapToScene(self.viewport().rect().center()))
             event.accept()
             return
         super().keyPressEvent(event)
@@ -167,6 +208,6 @@ class CanvasView(QGraphicsView):
         painter.setPen(QColor(theme.TEXT_FAINT))
         painter.setFont(theme.ui_font(11))
         painter.drawText(self.viewport().rect(), Qt.AlignCenter,
-                         "Double-click a node in the palette, or drag it here.\n"
+                         "Double-click here or press Tab to add a node (or drag one from the palette).\n"
                          "Open a graph with Ctrl+O, or drop a graph file or a vdnodes PNG.")
         painter.restore()

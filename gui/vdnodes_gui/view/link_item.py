@@ -22,6 +22,15 @@ def bezier(start: QPointF, end: QPointF) -> QPainterPath:
     return path
 
 
+def routed(start: QPointF, points: list[QPointF], end: QPointF) -> QPainterPath:
+    """S-curves from ``start`` through each reroute point to ``end``."""
+    path = QPainterPath(start)
+    stops = [start, *points, end]
+    for a, b in zip(stops, stops[1:]):
+        path.connectPath(bezier(a, b))
+    return path
+
+
 class LinkItem(QGraphicsPathItem):
     """One link ``source.output -> consumer.input``; red and dashed when it no longer type-checks."""
 
@@ -35,8 +44,8 @@ class LinkItem(QGraphicsPathItem):
         self.setAcceptHoverEvents(True)
         self.setZValue(0)
 
-    def set_ends(self, start: QPointF, end: QPointF) -> None:
-        self.setPath(bezier(start, end))
+    def set_ends(self, start: QPointF, end: QPointF, points: list[QPointF] | None = None) -> None:
+        self.setPath(routed(start, points, end) if points else bezier(start, end))
 
     def set_style(self, color: QColor, valid: bool, tooltip: str) -> None:
         self.color, self.valid = QColor(color), valid

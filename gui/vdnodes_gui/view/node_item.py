@@ -1,38 +1,58 @@
 """A node card and its sockets, drawn from the document.
 
 ``NodeItem`` paints what ``GraphDocument`` says about one node: a header in
-its category colour with title, id and run-state badge, a progress bar, one
-row per input/output socket, a short summary of its params, a preview area
-(sampler previews, output images) and the error of a failed run. It never
+its category colour (or the user's) with title, id and run-state badge, a
+progress bar, one row per input/output socket, a short summary of its params
+(click one to edit it on the card), a preview area (sampler previews, output
+images, a Load image's picture), the text a node made, and the error of a
+failed run. A collapsed card is its header only. ``text_styles`` lists the
+fonts and colours the text is drawn with (the readability tests use it). It never
 writes the document; the scene turns mouse gestures into editor requests.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFontMetricsF, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
+from vdnodes.core.executor import graph_dir
 from vdnodes.core.node import NodeDecl, Param
 
 from vdnodes_gui import theme
 from vdnodes_gui.document import GraphDocument, NodeState
 
-WIDTH = 224.0
-HEADER = 42.0
-ROW = 22.0
-PARAM_ROW = 18.0
+WIDTH = 248.0
+HEADER = 50.0
+ROW = 24.0
+PARAM_ROW = 22.0
 PAD = 10.0
 CORNER = 7.0
 PREVIEW_H = 120.0
-MAX_PARAMS = 4
+TEXT_LINE = 17.0
+MAX_TEXT_LINES = 4
+MAX_PARAMS = 5
 SOCKET_R = 5.5
+MORE = "@more"  # the row that shows every param on the card, or only the summary again
+# Pixel sizes at zoom 1; the canvas opens at zoom >= 0.8, so titles and params are >= 11 px there.
+TITLE_PX, ROW_PX, SMALL_PX = 16, 14, 14
+ID_COLOR = "#dfe2ea"  # the id line on the header
+
+
+def _font(px: int, bold: bool = False):
+    font = theme.ui_font(9, bold=bold)
+    font.setPixelSize(px)
+    return font
 
 
 def has_preview(decl: NodeDecl, params: dict) -> bool:
     """Nodes that show a picture on their card: an image sampler and image-producing steps."""
     if decl.id == "vd.denoise":
         return params.get("output") == "image"
+    if decl.id == "vd.load_image":
+        return True
     return decl.category != "input" and any(o.socket_type.name == "Image" for o in decl.outputs.values())
 
 
@@ -124,10 +144,59 @@ class NodeItem(QGraphicsItem):
         self._height = HEADER
         self._params: list[str] = []
         self._error_lines: list[str] = []
-        self._title_font = theme.ui_font(10.5, bold=True)
-        self._small_font = theme.ui_font(8.2)
-        self._row_font = theme.ui_font(9.2)
+        self._title_font = _font(TITLE_PX, bold=True)
+        self._small_font = _font(SMALL_PX - 2)
+        self._id_font = _font(SMALL_PX - 1)
+        self._row_font = _font(ROW_PX)
+        self._text_lines: list[str] = []
+        self._more = 0
+        self._param_rows: dict[str, QRectF] = {}
+        self._thumb: tuple[str, QImage | None] = ("", None)  # a Load image's file and picture
         self.refresh()
+
+    # -- what the card shows ---------------------------------------------------------
+    def collapsed(self) -> bool:
+        return bool(self.doc.graph.ui.get(self.node_id, {}).get("collapsed"))
+
+    def header_color(self) -> QColor:
+        return QColor(self.doc.graph.ui.get(self.node_id, {}).get("color")
+                      or theme.category_color(self.decl.category))
+
+    def text_styles(self) -> list[tuple[str, QFont, QColor, QColor]]:
+        """``(what, font, text colour, background colour)`` for the card's text."""
+        body = QColor(theme.NODE_BODY)
+        return [("title", self._title_font, QColor(theme.TEXT), self.header_color()),
+                ("id", self._id_font, QColor(ID_COLOR), self.header_color()),
+                ("socket", self._row_font, QColor(theme.TEXT_DIM), body),
+                ("param name", self._row_font, QColor(theme.TEXT_DIM), body),
+                ("param value", self._row_font, QColor(theme.TEXT), body)]
+
+    def param_at(self, scene_pos: QPointF) -> str | None:
+        """The param whose summary row is under a scene position."""
+        local = self.mapFromScene(scene_pos)
+        return next((n for n, r in self._param_rows.items() if r.contains(local)), None)
+
+    def param_row(self, name: str) -> QRectF | None:
+        """The row of a param on the card, in scene coordinates (None: not shown)."""
+        rect = self._param_rows.get(name)
+        return self.mapRectToScene(rect) if rect is not None else None
+
+    def param_label_width(self, name: str) -> float:
+        """How much of a param row its name takes (an editor on the card goes right of it)."""
+        return QFontMetricsF(self._row_font).horizontalAdvance(name) + 14
+
+    def thumbnail(self) -> QImage | None:
+        """A Load image node's picture, read from its file (None: no readable file)."""
+        if self.decl.id != "vd.load_image":
+            return None
+        path = str(self.doc.graph.nodes[self.node_id].params.get("path", ""))
+        if path != self._thumb[0]:
+            full = Path(path)
+            if path and not full.is_absolute():
+                full = Path(graph_dir(self.doc.graph)) / full
+            image = QImage(str(full)) if path and full.is_file() else QImage()
+            self._thumb = (path, None if image.isNull() else image)
+        return self._thumb[1]
 
     # -- layout ---------------------------------------------------------------------
     def refresh(self) -> None:
@@ -135,31 +204,67 @@ class NodeItem(QGraphicsItem):
         spec = self.doc.graph.nodes[self.node_id]
         status = self.doc.status.get(self.node_id)
         self.prepareGeometryChange()
+        self._param_rows = {}
+        if self.collapsed():
+            self._refresh_collapsed(status)
+            return
+        self._sync_param_sockets()
         rows = max(len(self.inputs), len(self.outputs))
         y = HEADER + 6
         for i, (name, sock) in enumerate(self.inputs.items()):
             sock.setPos(0, y + i * ROW + ROW / 2)
-            sock.color = self._type_color(self.decl.inputs[name].socket_type.name)
-            sock.hollow = self.decl.inputs[name].optional and name not in spec.inputs
+            sock.color = self._type_color(self.doc.input_type(self.node_id, name).name)
+            optional = name not in self.decl.inputs or self.decl.inputs[name].optional
+            sock.hollow = optional and name not in spec.inputs
             sock.setToolTip(self._socket_tip(name, True))
         for i, (name, sock) in enumerate(self.outputs.items()):
             sock.setPos(WIDTH, y + i * ROW + ROW / 2)
             sock.color = self._type_color(self.doc.output_type(self.node_id, name).name)
             sock.setToolTip(self._socket_tip(name, False))
         y += rows * ROW
-        self._params = summary_params(self.decl, spec.params)
+        on_card = [n for n in self.decl.params if n not in self.inputs]
+        show_all = bool(self.doc.graph.ui.get(self.node_id, {}).get("all_params"))
+        self._params = on_card if show_all else \
+            summary_params(self.decl, {n: spec.params.get(n) for n in on_card})
+        self._more = len(on_card) - len(self._params)
         if self._params:
-            y += 6 + len(self._params) * PARAM_ROW
+            y += 6
+            for name in self._params:
+                self._param_rows[name] = QRectF(PAD - 4, y, WIDTH - 2 * PAD + 8, PARAM_ROW)
+                y += PARAM_ROW
+        if self._more or (show_all and len(on_card) > MAX_PARAMS):
+            self._param_rows[MORE] = QRectF(PAD - 4, y, WIDTH - 2 * PAD + 8, PARAM_ROW)
+            y += PARAM_ROW
         self._preview_top = y + 8 if has_preview(self.decl, spec.params) else None
         if self._preview_top is not None:
             y = self._preview_top + PREVIEW_H
+        self._text_lines = self._wrap(status.text, MAX_TEXT_LINES, self._row_font) if status and status.text else []
+        self._text_top = y + 8
+        if self._text_lines:
+            y = self._text_top + 8 + len(self._text_lines) * TEXT_LINE
         self._error_lines = self._wrap(status.error, 3) if status and status.error else []
         self._error_top = y + 8
         if self._error_lines:
-            y = self._error_top + 8 + len(self._error_lines) * 14
+            y = self._error_top + 8 + len(self._error_lines) * TEXT_LINE
         self._height = y + PAD
-        tip = f"<b>{self.decl.display_name}</b> <span style='color:{theme.TEXT_DIM}'>{self.decl.id} " \
+        self._finish_refresh(status)
+
+    def _refresh_collapsed(self, status) -> None:
+        """Header only; every socket sits on the header's middle line."""
+        for sock in self.inputs.values():
+            sock.setPos(0, HEADER / 2)
+        for sock in self.outputs.values():
+            sock.setPos(WIDTH, HEADER / 2)
+        self._params, self._preview_top, self._text_lines = [], None, []
+        self._error_lines = []
+        self._height = HEADER
+        self._finish_refresh(status)
+
+    def _finish_refresh(self, status) -> None:
+        tip = f"<b>{self.doc.title(self.node_id)}</b> <span style='color:{theme.TEXT_DIM}'>{self.decl.id} " \
               f"{self.decl.version}</span><br>{self.decl.doc}"
+        if status and status.message:
+            tip += f"<br><br>{status.state.value}: {status.message}"
         if status and status.error:
             tip += f"<br><br><span style='color:{theme.ERROR}'>{status.error}</span>"
         self.setToolTip(tip)
@@ -171,7 +276,23 @@ class NodeItem(QGraphicsItem):
         d = self.doc.registry.types.defs.get(type_name)
         return QColor(d.color if d else theme.TEXT_DIM)
 
+    def _sync_param_sockets(self) -> None:
+        """Params shown as sockets get a socket after the node's own inputs; others lose theirs."""
+        want = self.doc.param_sockets(self.node_id)
+        for name in [n for n in self.inputs if n not in self.decl.inputs and n not in want]:
+            sock = self.inputs.pop(name)
+            sock.setParentItem(None)
+            if sock.scene() is not None:
+                sock.scene().removeItem(sock)
+        for name in want:
+            if name not in self.inputs:
+                self.inputs[name] = SocketItem(self, name, True)
+
     def _socket_tip(self, name: str, is_input: bool) -> str:
+        if is_input and name not in self.decl.inputs:
+            p = self.decl.params[name]
+            return f"<b>{name}</b> : {p.type} (a param; unlinked, it keeps its value {p.default!r} or the one set)" \
+                   f"<br>{p.doc}"
         if is_input:
             sock = self.decl.inputs[name]
             kind = f"{sock.type}{' (optional)' if sock.optional else ''}"
@@ -182,8 +303,8 @@ class NodeItem(QGraphicsItem):
         lines = [f"<b>{name}</b> : {kind}", sock.doc, type_doc.doc if type_doc else ""]
         return "<br>".join(x for x in lines if x)
 
-    def _wrap(self, text: str, max_lines: int) -> list[str]:
-        fm = QFontMetricsF(self._small_font)
+    def _wrap(self, text: str, max_lines: int, font: QFont | None = None) -> list[str]:
+        fm = QFontMetricsF(font or self._small_font)
         words, lines, line = text.split(), [], ""
         for w in words:
             trial = f"{line} {w}".strip()
@@ -232,26 +353,34 @@ class NodeItem(QGraphicsItem):
         header.addRoundedRect(QRectF(0, 0, WIDTH, HEADER), CORNER, CORNER)
         square = QPainterPath()
         square.addRect(QRectF(0, HEADER - CORNER, WIDTH, CORNER))
-        painter.setBrush(theme.category_color(self.decl.category))
-        painter.drawPath(header.united(square))
+        painter.setBrush(self.header_color())
+        painter.drawPath(header if self.collapsed() else header.united(square))
         # 2. title; id and state badge on the second line
         painter.setFont(self._title_font)
         painter.setPen(QColor(theme.TEXT))
-        title = QFontMetricsF(self._title_font).elidedText(self.decl.display_name, Qt.ElideRight, WIDTH - 2 * PAD)
-        painter.drawText(QRectF(PAD, 5, WIDTH - 2 * PAD, 18), Qt.AlignLeft | Qt.AlignVCenter, title)
-        badge = self._badge(state, status)
-        badge_w = QFontMetricsF(self._small_font).horizontalAdvance(badge) + 12 if badge else 0
+        title = QFontMetricsF(self._title_font).elidedText(self.doc.title(self.node_id), Qt.ElideRight,
+                                                           WIDTH - 2 * PAD)
+        painter.drawText(QRectF(PAD, 5, WIDTH - 2 * PAD, 22), Qt.AlignLeft | Qt.AlignVCenter, title)
+        badge = "bypassed" if spec.bypass else self._badge(state, status)
         painter.setFont(self._small_font)
-        painter.setPen(QColor(255, 255, 255, 160))
-        painter.drawText(QRectF(PAD, 23, WIDTH - 2 * PAD - badge_w - 4, 14), Qt.AlignLeft | Qt.AlignVCenter,
+        badge_w = QFontMetricsF(self._small_font).horizontalAdvance(badge) + 12 if badge else 0
+        painter.setFont(self._id_font)
+        painter.setPen(QColor(ID_COLOR))
+        painter.drawText(QRectF(PAD, 27, WIDTH - 2 * PAD - badge_w - 4, 17), Qt.AlignLeft | Qt.AlignVCenter,
                          self.node_id)
         if badge:
-            rect = QRectF(WIDTH - PAD - badge_w + 4, 23, badge_w, 14)
+            painter.setFont(self._small_font)
+            rect = QRectF(WIDTH - PAD - badge_w + 4, 27, badge_w, 17)
             painter.setPen(Qt.NoPen)
-            painter.setBrush(QColor(0, 0, 0, 120))
-            painter.drawRoundedRect(rect, 7, 7)
-            painter.setPen(QColor(theme.STATE_COLORS[state.value]))
+            painter.setBrush(QColor(0, 0, 0, 150))
+            painter.drawRoundedRect(rect, 8, 8)
+            painter.setPen(QColor(theme.STATE_COLORS["skipped" if spec.bypass else state.value]))
             painter.drawText(rect, Qt.AlignCenter, badge)
+        if self.collapsed():
+            self._paint_outline(painter, body, state)
+            return
+        if spec.bypass:  # a bypassed card is drawn faded and struck through its body
+            painter.setOpacity(0.55)
         # 3. progress bar along the header's bottom edge
         if state in (NodeState.RUNNING, NodeState.QUEUED):
             track = QRectF(0, HEADER - 3, WIDTH, 3)
@@ -267,7 +396,10 @@ class NodeItem(QGraphicsItem):
         for i, name in enumerate(self.inputs):
             linked = name in spec.inputs
             painter.setPen(QColor(theme.TEXT if linked else theme.TEXT_DIM))
-            painter.drawText(QRectF(PAD + 4, y + i * ROW, WIDTH / 2, ROW), Qt.AlignLeft | Qt.AlignVCenter, name)
+            label = name if name in self.decl.inputs else \
+                f"{name}" + ("" if linked else f" = {format_value(self.decl.params[name], spec.params.get(name))}")
+            painter.drawText(QRectF(PAD + 4, y + i * ROW, WIDTH - 2 * PAD - 8, ROW), Qt.AlignLeft | Qt.AlignVCenter,
+                             label)
         for i, name in enumerate(self.outputs):
             painter.setPen(QColor(theme.TEXT))
             painter.drawText(QRectF(WIDTH / 2 - PAD - 4, y + i * ROW, WIDTH / 2, ROW),
@@ -280,30 +412,46 @@ class NodeItem(QGraphicsItem):
             y += 6
             fm = QFontMetricsF(self._row_font)
             for name in self._params:
-                painter.setPen(QColor(theme.TEXT_FAINT))
+                painter.setPen(QColor(theme.TEXT_DIM))
                 painter.drawText(QRectF(PAD, y, WIDTH, PARAM_ROW), Qt.AlignLeft | Qt.AlignVCenter, name)
                 name_w = fm.horizontalAdvance(name) + 14
                 text = fm.elidedText(format_value(self.decl.params[name], spec.params.get(name)),
                                      Qt.ElideRight, WIDTH - 2 * PAD - name_w)
-                painter.setPen(QColor(theme.TEXT_DIM))
+                painter.setPen(QColor(theme.TEXT))
                 painter.drawText(QRectF(PAD + name_w, y, WIDTH - 2 * PAD - name_w, PARAM_ROW),
                                  Qt.AlignRight | Qt.AlignVCenter, text)
                 y += PARAM_ROW
+        if MORE in self._param_rows:
+            painter.setPen(QColor(theme.ACCENT_TEXT))
+            painter.drawText(self._param_rows[MORE].adjusted(4, 0, 0, 0), Qt.AlignLeft | Qt.AlignVCenter,
+                             f"+ {self._more} more params" if self._more else "\u2212 fewer params")
         # 6. preview
         if self._preview_top is not None:
             self._paint_preview(painter, status)
-        # 7. error
+        # 7. text the node made, then the error
+        if self._text_lines:
+            self._paint_lines(painter, self._text_top, self._text_lines, QColor(theme.FIELD), QColor(theme.TEXT),
+                              self._row_font)
         if self._error_lines:
-            box = QRectF(PAD, self._error_top, WIDTH - 2 * PAD, 8 + len(self._error_lines) * 14)
-            painter.setPen(Qt.NoPen)
-            painter.setBrush(QColor(120, 30, 30, 120))
-            painter.drawRoundedRect(box, 4, 4)
-            painter.setFont(self._small_font)
-            painter.setPen(QColor("#ffb3ad"))
-            for i, line in enumerate(self._error_lines):
-                painter.drawText(QRectF(box.x() + 4, box.y() + 4 + i * 14, box.width() - 8, 14),
-                                 Qt.AlignLeft | Qt.AlignVCenter, line)
-        # 8. outline: selection wins, then failure, then running
+            self._paint_lines(painter, self._error_top, self._error_lines, QColor(90, 24, 24),
+                              QColor(theme.ERROR_TEXT), self._small_font)
+        painter.setOpacity(1.0)
+        self._paint_outline(painter, body, state)
+
+    def _paint_lines(self, painter: QPainter, top: float, lines: list[str], back: QColor, fore: QColor,
+                     font: QFont) -> None:
+        box = QRectF(PAD, top, WIDTH - 2 * PAD, 8 + len(lines) * TEXT_LINE)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(back)
+        painter.drawRoundedRect(box, 4, 4)
+        painter.setFont(font)
+        painter.setPen(fore)
+        for i, line in enumerate(lines):
+            painter.drawText(QRectF(box.x() + 5, box.y() + 4 + i * TEXT_LINE, box.width() - 10, TEXT_LINE),
+                             Qt.AlignLeft | Qt.AlignVCenter, line)
+
+    def _paint_outline(self, painter: QPainter, body: QRectF, state: NodeState) -> None:
+        """Selection wins, then failure, then running."""
         if self.isSelected():
             pen = QPen(QColor(theme.SELECTED), 2)
         elif state is NodeState.FAILED:
@@ -321,7 +469,7 @@ class NodeItem(QGraphicsItem):
         painter.setPen(Qt.NoPen)
         painter.setBrush(QColor(theme.FIELD))
         painter.drawRoundedRect(area, 4, 4)
-        image = status.preview if status else None
+        image = status.preview if status and status.preview is not None else self.thumbnail()
         if image is None or image.isNull():
             painter.setFont(self._small_font)
             painter.setPen(QColor(theme.TEXT_FAINT))
@@ -341,6 +489,8 @@ class NodeItem(QGraphicsItem):
             return f"running {round(100 * status.progress)}%"
         if state is NodeState.DONE and status.seconds is not None:
             return f"done {status.seconds:.1f}s"
+        if state is NodeState.QUEUED and status.message:
+            return status.message
         return state.value
 
     def itemChange(self, change: QGraphicsItem.GraphicsItemChange, value):
