@@ -42,7 +42,7 @@ from vdnodes.core.registry import Registry
 from vdnodes.core.types import SocketType, explain_mismatch, suggest
 
 FORMAT = "vdnodes.graph"
-FORMAT_VERSION = 2  # 2 added the optional ``sweep`` block (docs/sweeps.md)
+FORMAT_VERSION = 2  # 2 added the ``sweep`` block (docs/sweeps.md), node ``bypass`` and params linked as inputs
 
 
 def _from_1(data: dict[str, Any]) -> dict[str, Any]:
