@@ -4,7 +4,8 @@ One ``Runner`` per window owns one ``Executor`` (so its cache survives between
 runs: a re-run after an edit recomputes only the stale nodes). Each run gets a
 copy of the graph and a fresh ``CancelToken``. Event previews (latent tensors)
 are converted to ``QImage`` in the worker; after the run the worker also
-collects what the viewers show (image and text outputs) from the cache.
+collects what the viewers show (image and text outputs) from the cache. A sweep
+(``start_sweep``) runs its items on the same executor through ``vdnodes.batch``.
 Not here: widgets, node state bookkeeping (the window does that).
 """
 
