@@ -4,12 +4,13 @@
 list, nothing runs), shows an items progress bar (done / total, failures) while the worker
 (``Runner.start_sweep``) runs the items, and the node states and previews of the item running.
 At the end the viewer shows the contact sheet of a one- or two-param sweep (else each item's
-first image); a click on a cell of the sheet puts that item's values into the graph (one undo
-step). Starting, the clock and the run history are ``RunControl``'s.
+first image); a click on a cell of the sheet puts that item's values, read from the sweep the
+sheet embeds, into the graph (one undo step). Starting, the clock and the run history are ``RunControl``'s.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ class SweepControl(QObject):
         self.win = win
         self.doc = win.doc
         self.runner = win.runner
-        self.sweep: "Sweep | None" = None  # the last sweep started (its items answer grid clicks)
+        self.sweep: "Sweep | None" = None  # the last sweep started
         self.total = 0
         self.finished_items = 0
         self.failed: list[int] = []
@@ -52,7 +53,7 @@ class SweepControl(QObject):
         win.statusBar().addPermanentWidget(self.progress)
         self.runner.sweep_event.connect(self._on_event)
         self.runner.sweep_finished.connect(self._on_finished)
-        win.viewer.cell_clicked.connect(self.restore_item)
+        win.viewer.cell_clicked.connect(lambda grid, index: self.restore_item(index, grid.get("sheet")))
 
     def build(self) -> "Sweep | None":
         """The document's sweep, checked as the CLI checks it; None (with the reason shown) when refused."""
@@ -137,11 +138,11 @@ class SweepControl(QObject):
     def _images(self, summary: "SweepSummary", grid: Path | None) -> list[ImageOutput]:
         from vdnodes.batch.grid import IMAGE_SUFFIXES, LAYOUT_KEY
         from vdnodes.core.pngmeta import read_png_text
-        import json
 
         if grid is not None:
             image = QImage(str(grid))
             layout = json.loads(read_png_text(grid).get(LAYOUT_KEY, "null"))
+            layout["sheet"] = str(grid)
             return [ImageOutput("sweep", f"{grid.name} (contact sheet)", image, layout)] if not image.isNull() else []
         out = []
         folder = Path(self.runner.executor.out_dir)
@@ -154,14 +155,24 @@ class SweepControl(QObject):
         return out
 
     # -- a click on the sheet ---------------------------------------------------------------------
-    def restore_item(self, index: int) -> bool:
-        """Put item ``index``'s values into the graph (one undo step); False when its params are gone."""
-        from vdnodes.batch.spec import value_label
+    def restore_item(self, index: int, sheet: str | None = None) -> bool:
+        """Put item ``index``'s values into the graph (one undo step), of the sweep a contact sheet
+        embeds (one from the run history too) or else of the last sweep; False when it cannot."""
+        from vdnodes.batch.spec import build_sweep, value_label
+        from vdnodes.core.errors import VDNodesError
+        from vdnodes.core.graph import load_graph
 
-        if self.sweep is None or not 0 <= index < len(self.sweep.items):
+        sweep = self.sweep
+        if sheet is not None:
+            try:
+                sweep = build_sweep(load_graph(sheet, self.doc.registry), self.doc.registry)
+            except (OSError, VDNodesError) as e:
+                self.win.show_message(f"Cannot read the sweep of {Path(sheet).name}: {e}")
+                return False
+        if sweep is None or not 0 <= index < len(sweep.items):
             return False
-        item = self.sweep.items[index]
-        overrides = {self.sweep.refs[n]: v for n, v in item.overrides.items()}
+        item = sweep.items[index]
+        overrides = {sweep.refs[n]: v for n, v in item.overrides.items()}
         if any(ref.partition(".")[0] not in self.doc.graph.nodes for ref in overrides):
             self.win.show_message(f"Cannot restore sweep item {index}: a node it sets was deleted")
             return False

@@ -71,7 +71,7 @@ class ImageView(QWidget):
 class OutputViewer(QTabWidget):
     """Tabs: Image (big view + thumbnails), Text, Log. A click on a sweep's contact sheet names its cell."""
 
-    cell_clicked = Signal(int)  # the item index under a click on a contact sheet
+    cell_clicked = Signal(object, int)  # a contact sheet's layout (``ImageOutput.grid``), the item index clicked
 
     def __init__(self) -> None:
         super().__init__()
@@ -161,7 +161,7 @@ class OutputViewer(QTabWidget):
         if out is not None and out.grid:
             index = cell_at(out.grid, x, y)
             if index is not None:
-                self.cell_clicked.emit(index)
+                self.cell_clicked.emit(out.grid, index)
 
     # -- text and log -------------------------------------------------------------------
     def set_texts(self, texts: list[TextOutput]) -> None:

@@ -31,6 +31,21 @@ def _sweep_from_menu(window, nid, name, text):
     window.sweep_box.accept()
 
 
+def _click_cell(window, row, col):
+    g = window.viewer.current_output().grid
+    x = g["left"] + col * (g["cell"][0] + g["pad"]) + g["cell"][0] / 2
+    y = g["top"] + row * (g["cell"][1] + g["pad"]) + g["cell"][1] / 2
+    scale, target = window.viewer.view.target()
+    at = target.topLeft() + QPointF(x, y) * scale
+    QTest.mouseClick(window.viewer.view, Qt.LeftButton, Qt.NoModifier, at.toPoint())
+
+
+def _run_sweep(window, qtbot):
+    with qtbot.waitSignal(window.runner.sweep_finished, timeout=SWEEP_TIMEOUT_MS) as blocker:
+        assert window.run_graph()
+    return blocker.args
+
+
 def _quick_dual_guided(window):
     assert window.open_path(GRAPHS / "dual_guided.json")
     window.editor.set_param("sample", "steps", 2)
@@ -42,6 +57,9 @@ def test_a_sweep_is_set_from_the_param_menu_checked_shown_saved_and_undone(windo
     assert window.doc.graph.sweep == {"params": {"sample.mix": "0:1:0.5"}}
     card = window.scene.nodes["sample"]
     assert "mix" in card._params and window.doc.sweep_of("sample", "mix") == "0:1:0.5"
+    window.inspector.set_node("sample")
+    assert window.inspector.labels["mix"].text() == "mix \u27f3"
+    assert "swept over 0:1:0.5" in window.inspector.labels["mix"].toolTip()
     # The menu now names the sweep and offers to clear it.
     menu = param_menu(window, "sample", "mix")
     assert _action(menu, "Sweep: 0:1:0.5...") and _action(menu, "Clear sweep")
@@ -98,13 +116,8 @@ def test_a_3x3_sweep_runs_with_an_items_progress_bar_and_its_grid_cells_restore_
     # The contact sheet is in the viewer; a click on row 3 (mix=1), column 2 (seed=2) restores item 7.
     shown = window.viewer.current_output()
     assert shown is not None and grid.name in shown.caption and shown.grid["rows"] == shown.grid["cols"] == 3
-    view = window.viewer.view
     g = shown.grid
-    x = g["left"] + 1 * (g["cell"][0] + g["pad"]) + g["cell"][0] / 2
-    y = g["top"] + 2 * (g["cell"][1] + g["pad"]) + g["cell"][1] / 2
-    scale, target = view.target()
-    at = target.topLeft() + QPointF(x, y) * scale
-    QTest.mouseClick(view, Qt.LeftButton, Qt.NoModifier, at.toPoint())
+    _click_cell(window, 2, 1)
     params = window.doc.graph.nodes["sample"].params
     assert (params["mix"], params["seed"]) == (1.0, 2)
     assert window.undo.undoText() == "Restore sweep item 7 (sample.mix=1, sample.seed=2)"
@@ -147,3 +160,30 @@ def test_a_bad_sweep_block_in_a_file_is_a_problem_and_nothing_runs(window, tmp_p
     assert window.run_graph() is False and not window.runner.is_running()
     assert any("sample.steps" in p and "99999" in p for p in window.problems.graph_problems)
     assert "Cannot run the sweep" in window.last_message
+
+
+def test_a_sheet_from_the_run_history_restores_its_own_sweeps_items(window, qtbot):
+    assert window.open_path(GRAPHS / "hello.json")
+    assert window.editor.set_sweep("bigger", "width", "64,128") is None
+    summary, sheet_a = _run_sweep(window, qtbot)
+    assert summary.status == "ok" and sheet_a is not None
+    window.editor.set_sweep("bigger", "width", None)
+    window.editor.set_sweep("bigger", "height", "32,96")
+    summary, sheet_b = _run_sweep(window, qtbot)
+    assert summary.status == "ok" and sheet_b != sheet_a
+    # The older run's sheet, shown again from the history, answers with its own sweep (width), not the last one.
+    window.restore_run(window.history.records[1])
+    assert window.viewer.current_output().grid["sheet"] == str(sheet_a)
+    _click_cell(window, 0, 1)
+    assert window.doc.graph.nodes["bigger"].params["width"] == 128
+    assert window.undo.undoText() == "Restore sweep item 1 (bigger.width=128)"
+
+
+def test_a_param_driven_by_a_link_cannot_be_swept(window):
+    assert window.open_path(GRAPHS / "hello.json")
+    window.editor.param_socket("bigger", "width", True)
+    number = window.add_node("value.int")
+    assert window.editor.connect(number, "value", "bigger", "width") is None
+    why = window.editor.set_sweep("bigger", "width", "1,2")
+    assert why == "bigger.width takes its value from a link; sweep the node that drives it"
+    assert window.doc.graph.sweep == {}
