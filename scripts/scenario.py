@@ -3,9 +3,10 @@
 From an empty canvas: quick-add a Load image (double-click, type, Enter), drop
 links on empty space to add a Resize image and a Save image that come
 connected, run, change a param on the card, re-run (only what changed runs),
-save, reopen, run again (everything from the cache but the saver). Each step
-prints what it saw; a failed check exits 1. (Sweeps join this scenario once the
-sweep engine lands.)
+save, reopen, run again (everything from the cache but the saver), then sweep
+the resize's width and height from their param menus and run the 3 x 3 sweep:
+the contact sheet appears, and a click on its centre cell puts 48 x 48 into
+the graph. Each step prints what it saw; a failed check exits 1.
 
     python scripts/scenario.py [--out DIR] [--slow MS]             # offscreen
     xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb python scripts/scenario.py --slow 400
@@ -30,6 +31,7 @@ from PySide6.QtTest import QTest  # noqa: E402
 
 from vdnodes_gui.app import application  # noqa: E402
 from vdnodes_gui.main_window import MainWindow  # noqa: E402
+from vdnodes_gui.node_menu import param_menu  # noqa: E402
 
 INPUT = ROOT / "graphs" / "inputs" / "red_circle_on_blue.png"
 
@@ -58,6 +60,37 @@ def run(win: MainWindow) -> tuple[str, list[str], list[str]]:
     result = got["r"]
     check(result is not None, "the run crashed")
     return result.status, list(result.executed), list(result.cached)
+
+
+def run_sweep(win: MainWindow) -> object:
+    loop = QEventLoop()
+    got = {}
+    win.runner.sweep_finished.connect(lambda summary, grid: (got.update(s=summary), loop.quit()))
+    check(win.run_graph(), f"Run refused: {win.last_message}")
+    loop.exec()
+    check(got["s"] is not None, "the sweep crashed")
+    return got["s"]
+
+
+def sweep_from_menu(win: MainWindow, nid: str, name: str, values: str) -> None:
+    """Right-click menu of the param -> Sweep... -> type the values -> OK."""
+    menu = param_menu(win, nid, name)
+    next(a for a in menu.actions() if a.text().startswith("Sweep")).trigger()
+    win.sweep_box.setTextValue(values)
+    win.sweep_box.accept()
+    check(win.doc.sweep_of(nid, name) == values, f"{nid}.{name} swept over {values}")
+
+
+def click_cell(win: MainWindow, row: int, col: int) -> None:
+    """Click the centre of a cell of the contact sheet shown in the viewer."""
+    shown = win.viewer.current_output()
+    check(shown is not None and shown.grid is not None, "the viewer shows the contact sheet")
+    g = shown.grid
+    x = g["left"] + col * (g["cell"][0] + g["pad"]) + g["cell"][0] / 2
+    y = g["top"] + row * (g["cell"][1] + g["pad"]) + g["cell"][1] / 2
+    scale, target = win.viewer.view.target()
+    at = target.topLeft() + QPointF(x, y) * scale
+    QTest.mouseClick(win.viewer.view, Qt.LeftButton, Qt.NoModifier, at.toPoint())
 
 
 def quick_add(win: MainWindow, spot: QPoint, text: str) -> str:
@@ -147,6 +180,22 @@ def scenario(win: MainWindow, folder: Path, slow_ms: int = 0, say=print) -> None
     files = sorted(p.name for p in Path(win.runner.executor.out_dir).glob("scenario_*.png"))
     check(len(files) == 3, f"three PNGs written: {files}")
     step(f"outputs: {', '.join(files)}")
+
+    sweep_from_menu(win, resize, "width", "32,48,64")
+    sweep_from_menu(win, resize, "height", "32:64:16")
+    step(f"sweep set from the param menus: {resize}.width 32,48,64 x {resize}.height 32:64:16")
+    summary = run_sweep(win)
+    check(summary.status == "ok" and len(summary.done) == 9, f"3 x 3 sweep: {summary.status} {summary.done}")
+    check(win.sweeps.progress.format() == "9/9 items", f"progress bar: {win.sweeps.progress.format()}")
+    shown = win.viewer.current_output()
+    check(shown is not None and shown.grid and (shown.grid["rows"], shown.grid["cols"]) == (3, 3),
+          "the viewer shows a 3 x 3 contact sheet")
+    step(f"run a 3 x 3 sweep: {win.run_label.text()}; {shown.caption}")
+    click_cell(win, 1, 1)
+    params = win.doc.graph.nodes[resize].params
+    check((params["width"], params["height"]) == (48, 48), f"the centre cell restored {params}")
+    step(f"clicked the centre cell: {resize} is now {params['width']} x {params['height']} "
+         f"({win.undo.undoText()})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,13 @@
 """The feature shots of scripts/screenshots.py: quick-add, link-drop, node menu, frames, reroutes,
 a param driven by another node, bypass, a param edited on its card, the problems list, the run
-history. Pop-ups are their own windows, so a shot is the
+history, a 3 x 3 sweep and its contact sheet. Pop-ups are their own windows, so a shot is the
 whole screen (run under Xvfb with a 1280x800 screen); the window sits at its top-left corner."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, QPointF
+from PySide6.QtCore import QEventLoop, QPoint, QPointF
 
 from screenshots import ROOT, open_window, run, settle, shoot
 from vdnodes_gui.node_menu import node_menu
@@ -106,4 +106,26 @@ def shoot_features(app, out: Path, tmp: str, steps: int | None) -> list[str]:
     shoot(win, out / "canvas_feature_problems.png")
     made.append("canvas_feature_problems.png")
     win.close()
+    made.append(shoot_sweep(app, out, tmp, steps))
     return made
+
+
+def shoot_sweep(app, out: Path, tmp: str, steps: int | None) -> str:
+    """dual_guided.json swept over mix x seed (3 x 3): the swept params on the card, the items
+    progress bar, the contact sheet in the viewer (a window grab: works offscreen too)."""
+    win = open_window(app, ROOT / "graphs" / "dual_guided.json", tmp, steps)
+    win.move(0, 0)
+    win.editor.set_sweep("sample", "mix", "0,0.5,1")
+    win.editor.set_sweep("sample", "seed", "1:3")
+    loop = QEventLoop()
+    win.runner.sweep_finished.connect(lambda *_: loop.quit())
+    if not win.run_graph():
+        raise SystemExit(f"screenshots: the sweep did not start: {win.last_message}")
+    loop.exec()
+    win.scene.select_nodes(["sample"])
+    win.show_node("sample")
+    win.output_dock.raise_()
+    settle(app)
+    shoot(win, out / "canvas_feature_sweep.png")
+    win.close()
+    return "canvas_feature_sweep.png"

@@ -241,3 +241,18 @@ class SetFramesCmd(QUndoCommand):
         for nid, pos in self.origins.items():
             self.doc.set_pos(nid, pos)
         self.doc.set_frames(copy.deepcopy(self.old))
+
+
+class SetSweepCmd(QUndoCommand):
+    """Replace the graph's ``sweep`` block (set or clear a param's sweep)."""
+
+    def __init__(self, doc: GraphDocument, block: dict, label: str, parent: QUndoCommand | None = None) -> None:
+        super().__init__(label, parent)
+        self.doc = doc
+        self.old, self.new = copy.deepcopy(doc.graph.sweep or {}), copy.deepcopy(block)
+
+    def redo(self) -> None:
+        self.doc.set_sweep(copy.deepcopy(self.new))
+
+    def undo(self) -> None:
+        self.doc.set_sweep(copy.deepcopy(self.old))

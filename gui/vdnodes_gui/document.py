@@ -75,6 +75,11 @@ FRAMES_KEY = "@frames"  # in ``graph.ui``; never a node id (ids start with a let
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
 
+def sweep_text(spec: Any) -> str:
+    """A sweep spec as the user types it (the graph file may hold a list of values)."""
+    return ",".join(str(v) for v in spec) if isinstance(spec, list) else str(spec)
+
+
 class GraphDocument(QObject):
     """A graph plus node run status, with change signals. Mutate only through commands."""
 
@@ -87,6 +92,7 @@ class GraphDocument(QObject):
     frames_changed = Signal()
     ui_changed = Signal(str)  # node id whose layout-only ui entry (title, colour, collapsed...) changed
     reset = Signal()  # the whole graph was replaced
+    sweep_changed = Signal()  # the graph's ``sweep`` block changed
     path_changed = Signal()
 
     def __init__(self, registry: Registry, graph: Graph | None = None, path: Path | None = None) -> None:
@@ -279,6 +285,23 @@ class GraphDocument(QObject):
         self._types = None
         self._mark_stale(nid)
         self.ui_changed.emit(nid)
+
+    def sweep_of(self, nid: str, name: str) -> Any:
+        """The sweep spec set on ``nid.name`` (CLI text or a list of values), or None."""
+        for key, spec in (self.graph.sweep or {}).get("params", {}).items():
+            if self.graph.inputs.get(key, key) == f"{nid}.{name}":
+                return spec
+        return None
+
+    def set_sweep(self, block: dict[str, Any]) -> None:
+        """Replace the graph's ``sweep`` block; the cards of the params it names (before or after) refresh."""
+        named = {*(self.graph.sweep or {}).get("params", {}), *block.get("params", {})}
+        self.graph.sweep = block
+        for key in named:
+            nid = self.graph.inputs.get(key, key).partition(".")[0]
+            if nid in self.graph.nodes:
+                self.ui_changed.emit(nid)
+        self.sweep_changed.emit()
 
     def title(self, nid: str) -> str:
         """The node's title: the user's name for it, else its type's display name."""

@@ -20,7 +20,7 @@ from vdnodes.core.graph import Link, NodeSpec
 
 from vdnodes_gui.commands import (
     AddNodeCmd, ConnectCmd, DisconnectCmd, MoveNodesCmd, RemoveNodesCmd, ReplaceGraphCmd, SetBypassCmd, SetFramesCmd,
-    SetParamCmd, SetUiCmd,
+    SetParamCmd, SetSweepCmd, SetUiCmd,
 )
 from vdnodes_gui.document import GraphDocument, Pos
 
@@ -200,6 +200,53 @@ class Editor(QObject):
         if self.doc.graph.nodes[nid].params.get(name) != value:
             self.undo.push(SetParamCmd(self.doc, nid, name, value, merge=merge))
         return None
+
+    # -- sweeps -----------------------------------------------------------------
+    def set_sweep(self, nid: str, name: str, spec: str | None) -> str | None:
+        """Sweep ``nid.name`` over SPEC (the CLI's syntax: ``1,2,3``, ``0:1:0.25``, ``@values.txt``),
+        or clear its sweep (None); checked by the sweep engine itself; returns the reason when refused."""
+        from vdnodes.batch.spec import build_sweep
+        from vdnodes.core.errors import UserInputError
+
+        ref = f"{nid}.{name}"
+        block = copy.deepcopy(self.doc.graph.sweep or {})
+        params = {k: v for k, v in block.get("params", {}).items() if self.doc.graph.inputs.get(k, k) != ref}
+        why = None
+        if spec is not None:
+            spec = spec.strip()
+            if not spec:
+                why = f"{ref}: give the values to sweep (a,b,c | start:stop:step | @values.txt)"
+            elif name in self.doc.graph.nodes[nid].inputs:
+                why = f"{ref} takes its value from a link; sweep the node that drives it"
+            params[ref] = spec
+        block["params"] = params
+        if not params and not block.get("items"):
+            block = {}
+        if spec is not None and why is None:
+            graph = self.doc.graph.copy()
+            graph.sweep = block
+            try:
+                build_sweep(graph, self.doc.registry)
+            except UserInputError as e:
+                why = str(e)
+        if why:
+            self.refused.emit(why)
+            return why
+        if block != (self.doc.graph.sweep or {}):
+            label = f"Sweep {ref} over {spec}" if spec is not None else f"Clear the sweep of {ref}"
+            self.undo.push(SetSweepCmd(self.doc, block, label))
+        return None
+
+    def apply_overrides(self, overrides: dict[str, Any], label: str) -> None:
+        """Set several params at once (``{"node.param": value}``: a sweep item's values); one undo step."""
+        changes = [(ref.partition(".")[0], ref.partition(".")[2], v) for ref, v in overrides.items()]
+        changes = [(n, p, v) for n, p, v in changes if self.doc.graph.nodes[n].params.get(p) != v]
+        if not changes:
+            return
+        self.undo.beginMacro(label)
+        for nid, name, value in changes:
+            self.undo.push(SetParamCmd(self.doc, nid, name, value))
+        self.undo.endMacro()
 
     # -- clipboard ----------------------------------------------------------------
     def copy_nodes(self, nids: list[str]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from vdnodes_gui.problems import ProblemsList
 from vdnodes_gui.quick_add import QuickAdd
 from vdnodes_gui.run import Runner
 from vdnodes_gui.run_control import RunControl
+from vdnodes_gui.sweep_control import SweepControl
 from vdnodes_gui.view.canvas import CanvasView
 from vdnodes_gui.view.node_item import WIDTH
 from vdnodes_gui.view.scene import GraphScene
@@ -82,11 +83,13 @@ class MainWindow(QMainWindow):
         self.last_message = ""
         self.last_result: RunResult | None = None
         self.rename_box = None  # the open Rename dialog, if any
+        self.sweep_box = None  # the open Sweep dialog, if any
         self._quick_add_at = QPointF()
         self._quick_link: tuple[str, str, bool] | None = None  # the dropped link quick-add will connect
         self._close_after_run = False
         self.run_control = RunControl(self)
         self._build_layout()
+        self.sweeps = SweepControl(self)
         self._build_actions()
         self._connect()
         self.resize(1280, 800)
@@ -244,6 +247,7 @@ class MainWindow(QMainWindow):
         self.undo.cleanChanged.connect(lambda _: self._update_title())
         self.doc.path_changed.connect(self._update_title)
         self.runner.finished.connect(lambda *_: self._close_after_run and QTimer.singleShot(0, self.close))
+        self.runner.sweep_finished.connect(lambda *_: self._close_after_run and QTimer.singleShot(0, self.close))
 
     # -- messages -------------------------------------------------------------------------
     def show_message(self, text: str, timeout_ms: int = 10000) -> None:

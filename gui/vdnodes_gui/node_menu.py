@@ -4,7 +4,7 @@ The node menu: rename, collapse, colour, bypass, run up to here, copy,
 duplicate, delete. The link menu adds or removes reroute points; the frame
 menu renames, colours or deletes a frame. The param menu (a right-click on a param's row on the card, or on
 its label in the inspector): edit on the card, reset to default, plus what
-``PARAM_MENU_HOOKS`` add (one function per feature, e.g. setting a sweep).
+``PARAM_MENU_HOOKS`` add (one function per feature: ``sweep_entries`` sets a sweep).
 Layout-only changes (title, colour, collapsed) go to the graph's ``ui``.
 """
 
@@ -17,6 +17,7 @@ from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QInputDialog, QMenu
 
 from vdnodes_gui import theme
+from vdnodes_gui.document import sweep_text
 
 if TYPE_CHECKING:
     from vdnodes_gui.main_window import MainWindow
@@ -88,6 +89,41 @@ def param_menu(win: "MainWindow", nid: str, name: str) -> QMenu:
     for hook in PARAM_MENU_HOOKS:
         hook(menu, win, nid, name)
     return menu
+
+
+def sweep_entries(menu: QMenu, win: "MainWindow", nid: str, name: str) -> None:
+    """"Sweep..." (values in the CLI's syntax; Run then runs every item) and "Clear sweep"."""
+    spec = win.doc.sweep_of(nid, name)
+    menu.addSeparator()
+    menu.addAction("Sweep..." if spec is None else f"Sweep: {sweep_text(spec)}...",
+                   lambda: sweep_dialog(win, nid, name))
+    if spec is not None:
+        menu.addAction("Clear sweep", lambda: win.editor.set_sweep(nid, name, None))
+
+
+PARAM_MENU_HOOKS.append(sweep_entries)
+
+
+def sweep_dialog(win: "MainWindow", nid: str, name: str, problem: str = "", text: str | None = None) -> QInputDialog:
+    """Ask for the values of ``nid.name``'s sweep (not modal); a refused spec reopens it with the reason."""
+    p = win.doc.decl(nid).params[name]
+    spec = win.doc.sweep_of(nid, name)
+    dialog = QInputDialog(win)
+    dialog.setWindowTitle(f"Sweep {nid}.{name}")
+    label = (f"Values of {nid}.{name} ({p.type}), one run each:\n"
+             "a,b,c   |   start:stop:step   |   @values.txt   |   @'photos/*.png'")
+    dialog.setLabelText(f"{label}\n\n{problem}" if problem else label)
+    dialog.setTextValue(text if text is not None else sweep_text(spec) if spec is not None else "")
+
+    def chosen(text: str) -> None:
+        if nid in win.doc.graph.nodes:
+            why = win.editor.set_sweep(nid, name, text)
+            if why:
+                sweep_dialog(win, nid, name, why, text)
+    dialog.textValueSelected.connect(chosen)
+    dialog.open()
+    win.sweep_box = dialog
+    return dialog
 
 
 def link_menu(win: "MainWindow", key: tuple[str, str], pos) -> QMenu:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from vdnodes.core.node import Param
 
 from vdnodes_gui import theme
-from vdnodes_gui.document import GraphDocument, NodeState
+from vdnodes_gui.document import GraphDocument, NodeState, sweep_text
 from vdnodes_gui.editor import Editor
 
 INT_LIMIT = 2**31 - 1
@@ -365,6 +365,7 @@ class Inspector(QScrollArea):
         self.editor = editor
         self.node_id: str | None = None
         self.editors: dict[str, ParamEditor] = {}
+        self.labels: dict[str, QLabel] = {}
         self.status_label = QLabel()
         self._title: QLabel | None = None
         self.setWidgetResizable(True)
@@ -383,7 +384,7 @@ class Inspector(QScrollArea):
     def set_node(self, nid: str | None) -> None:
         """Rebuild the panel for ``nid`` (None: an empty hint)."""
         self.node_id = nid if nid in self.doc.graph.nodes else None
-        self.editors = {}
+        self.editors, self.labels = {}, {}
         page = QWidget()
         box = QVBoxLayout(page)
         box.setContentsMargins(12, 8, 12, 12)
@@ -427,6 +428,7 @@ class Inspector(QScrollArea):
                 ed.setToolTip(f"linked from {spec.inputs[name]}; right-click the name to put it back")
             label = QLabel(name)
             label.setToolTip(_param_tip(name, p))
+            self.labels[name] = label
             label.setContextMenuPolicy(Qt.CustomContextMenu)
             label.customContextMenuRequested.connect(
                 lambda where, name=name, label=label: self.param_menu_requested.emit(
@@ -434,6 +436,7 @@ class Inspector(QScrollArea):
             form.addRow(label, ed)
             self.editors[name] = ed
         box.addLayout(form)
+        self._show_sweeps()
         if decl.inputs:
             box.addWidget(_section("Inputs"))
             lines = []
@@ -496,6 +499,15 @@ class Inspector(QScrollArea):
                 ed.set_mode(modes.get(name, "fixed"))
         if self._title is not None:
             self._title.setText(self.doc.title(self.node_id))
+        self._show_sweeps()
+
+    def _show_sweeps(self) -> None:
+        """A swept param's label says so (its values in the tooltip)."""
+        for name, label in self.labels.items():
+            spec = self.doc.sweep_of(self.node_id, name)
+            label.setText(name if spec is None else f"{name} \u27f3")
+            label.setToolTip(_param_tip(name, self.doc.decl(self.node_id).params[name]) if spec is None else
+                             f"swept over {sweep_text(spec)}: Run runs every value (right-click to change)")
 
     def _on_param_changed(self, nid: str, name: str) -> None:
         if nid == self.node_id and name in self.editors:

@@ -4,7 +4,8 @@ One ``Runner`` per window owns one ``Executor`` (so its cache survives between
 runs: a re-run after an edit recomputes only the stale nodes). Each run gets a
 copy of the graph and a fresh ``CancelToken``. Event previews (latent tensors)
 are converted to ``QImage`` in the worker; after the run the worker also
-collects what the viewers show (image and text outputs) from the cache.
+collects what the viewers show (image and text outputs) from the cache. A sweep
+(``start_sweep``) runs its items on the same executor through ``vdnodes.batch``.
 Not here: widgets, node state bookkeeping (the window does that).
 """
 
@@ -34,6 +35,7 @@ class ImageOutput:
     node_id: str
     caption: str
     image: QImage
+    grid: dict[str, Any] | None = None  # a sweep's contact sheet: where its cells are (``batch.grid``)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,46 @@ class _RunThread(QThread):
         self.event.emit(event)
 
 
+class _SweepThread(QThread):
+    """One sweep: its items through ``vdnodes.batch`` (the CLI's engine) on the window's executor
+    (one shared cache), then its contact sheet when it is a one- or two-param grid."""
+
+    event = Signal(object)  # vdnodes.batch.events.SweepEvent (previews as QImage)
+    phase = Signal(str)
+    done = Signal(object, object)  # SweepSummary or None, the sheet's path (or None) or the internal error
+
+    def __init__(self, executor: Executor, sweep: Any, cancel: CancelToken, out_dir: str) -> None:
+        super().__init__()
+        self.executor, self.sweep, self.cancel, self.out_dir = executor, sweep, cancel, out_dir
+
+    def run(self) -> None:
+        from vdnodes.batch.grid import write_grid
+        from vdnodes.batch.local import LocalBackend, run_sweep
+        from vdnodes.batch.manifest import Manifest
+
+        try:
+            if "vdnodes.model.vd" not in sys.modules:
+                self.phase.emit("loading model code...")
+            preload_model_code(self.sweep.graph, self.executor.registry)
+            self.phase.emit("")
+            summary = run_sweep(self.sweep, LocalBackend(self.executor), self.out_dir, on_event=self._on_event,
+                                cancel=self.cancel)
+            grid = None
+            if summary.status != "cancelled" and self.sweep.grid_shape() is not None:
+                grid = write_grid(self.sweep, Manifest(self.out_dir).latest(), self.out_dir, self.executor.registry)
+            self.done.emit(summary, grid)
+        except Exception as e:  # a bug outside any item; items' own errors come back in the summary
+            self.done.emit(None, e)
+
+    def _on_event(self, event: Any) -> None:
+        from vdnodes.batch.events import ItemEvent
+
+        inner = getattr(event, "event", None)
+        if isinstance(event, ItemEvent) and isinstance(inner, ev.NodeProgress) and inner.preview is not None:
+            event = dataclasses.replace(event, event=dataclasses.replace(inner, preview=to_preview(inner.preview)))
+        self.event.emit(event)
+
+
 class Runner(QObject):
     """Starts and cancels runs of one executor; one run at a time."""
 
@@ -141,13 +183,16 @@ class Runner(QObject):
     phase = Signal(str)
     event = Signal(object)  # vdnodes.core.events.Event (previews as QImage)
     finished = Signal(object, object)  # RunResult | None, RunOutputs | Exception
+    sweep_event = Signal(object)  # vdnodes.batch.events.SweepEvent
+    sweep_finished = Signal(object, object)  # SweepSummary | None, sheet Path | None | Exception
 
     def __init__(self, executor: Executor) -> None:
         super().__init__()
         self.executor = executor
         self.cancel_token: CancelToken | None = None
         self.last_graph = Graph()  # a copy of the graph the last run started with
-        self._thread: _RunThread | None = None
+        self._thread: _RunThread | _SweepThread | None = None
+        self._finished: Any = self.finished  # the signal the current thread's end is reported on
 
     def is_running(self) -> bool:
         return self._thread is not None
@@ -157,15 +202,29 @@ class Runner(QObject):
         if self.is_running():
             return False
         self.cancel_token = CancelToken()
-        # The thread object lives in the GUI thread, so its signals reach us queued.
         self.last_graph = graph.copy()
-        self._thread = _RunThread(self.executor, graph.copy(), self.cancel_token, targets)
-        self._thread.event.connect(self.event)
-        self._thread.phase.connect(self.phase)
-        self._thread.done.connect(self._on_done)
-        self._thread.start()
-        self.started.emit()
+        self._launch(_RunThread(self.executor, graph.copy(), self.cancel_token, targets), self.event, self.finished)
         return True
+
+    def start_sweep(self, sweep: Any) -> bool:
+        """Run every item of ``sweep`` (a ``vdnodes.batch.spec.Sweep``) into the output folder; False when busy."""
+        if self.is_running():
+            return False
+        self.cancel_token = CancelToken()
+        self.last_graph = sweep.graph.copy()
+        thread = _SweepThread(self.executor, sweep, self.cancel_token, self.executor.out_dir)
+        self._launch(thread, self.sweep_event, self.sweep_finished)
+        return True
+
+    def _launch(self, thread: QThread, event: Any, finished: Any) -> None:
+        # The thread object lives in the GUI thread, so its signals reach us queued.
+        self._thread = thread
+        thread.event.connect(event)
+        thread.phase.connect(self.phase)
+        self._finished = finished
+        thread.done.connect(self._on_done)
+        thread.start()
+        self.started.emit()
 
     def cancel(self) -> None:
         if self.cancel_token is not None:
@@ -176,8 +235,8 @@ class Runner(QObject):
         return self._thread.wait(ms) if self._thread is not None else True
 
     @Slot(object, object)
-    def _on_done(self, result: RunResult | None, outputs: Any) -> None:
+    def _on_done(self, result: Any, outputs: Any) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.wait()  # run() is returning; join it before the next run may start
-        self.finished.emit(result, outputs)
+        self._finished.emit(result, outputs)

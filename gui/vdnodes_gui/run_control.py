@@ -84,6 +84,9 @@ class RunControl(QObject):
         if targets and any(doc.graph.nodes[t].bypass for t in targets if t in doc.graph.nodes):
             win.show_message("Cannot run up to a bypassed node: it does not run")
             return False
+        sweep = win.sweeps.build() if doc.graph.sweep and targets is None else None
+        if doc.graph.sweep and targets is None and sweep is None:
+            return False
         self._targets = targets
         needed = list(doc.graph.nodes) if targets is None else \
             [n for n in doc.graph.nodes if n in set(targets) | _ancestors(doc, targets)]
@@ -91,12 +94,17 @@ class RunControl(QObject):
         self.started_at = time.perf_counter()
         self._wall_start = time.time()
         self.phase = "starting..."
-        self.runner.start(doc.graph, targets)
+        if sweep is not None:
+            win.sweeps.start(sweep)
+        else:
+            win.sweeps.progress.hide()
+            self.runner.start(doc.graph, targets)
         self._clock.start()
         self._tick()
         win.update_run_actions()
-        what = f"up to {', '.join(targets)}" if targets else f"{len(doc.graph.nodes)} nodes"
-        win.viewer.log(f"run started ({what})")
+        if sweep is None:
+            what = f"up to {', '.join(targets)}" if targets else f"{len(doc.graph.nodes)} nodes"
+            win.viewer.log(f"run started ({what})")
         return True
 
     def cancel(self) -> None:
@@ -147,11 +155,15 @@ class RunControl(QObject):
         self.states.on_event(e)
 
     # -- the end -------------------------------------------------------------------------------
-    def _on_finished(self, result: RunResult | None, outputs: Any) -> None:
-        win = self.win
-        seconds = self.elapsed()
+    def stop_clock(self) -> float:
+        """The run ended: stop the running clock; the whole time taken, start-up included."""
         self._clock.stop()
         self.phase = ""
+        return self.elapsed()
+
+    def _on_finished(self, result: RunResult | None, outputs: Any) -> None:
+        win = self.win
+        seconds = self.stop_clock()
         self.last_result = result
         win.last_result = result
         self.states.finish(result)
@@ -160,7 +172,7 @@ class RunControl(QObject):
             win.run_label.setText(f"run crashed after {seconds:.1f} s")
             win.show_message(f"internal error: {type(outputs).__name__}: {outputs}", 0)
             win.viewer.log(f"internal error: {outputs!r}")
-            self._record("crashed", seconds, "internal error", None)
+            self.record("crashed", seconds, "internal error", None)
             return
         prepare = outputs.prepare_seconds if isinstance(outputs, RunOutputs) else 0.0
         extra = f" ({prepare:.1f} s loading model code)" if prepare >= 0.05 else ""
@@ -186,11 +198,11 @@ class RunControl(QObject):
                 win.viewer.set_images(outputs.images)
             if outputs.texts:
                 win.viewer.set_texts(outputs.texts)
-        self._record(result.status, seconds, summary, outputs if isinstance(outputs, RunOutputs) else None)
+        self.record(result.status, seconds, summary, outputs if isinstance(outputs, RunOutputs) else None)
         if result.status == "ok":
             self.step_seeds()
 
-    def _record(self, status: str, seconds: float, summary: str, outputs: RunOutputs | None) -> None:
+    def record(self, status: str, seconds: float, summary: str, outputs: RunOutputs | None) -> None:
         self.win.history.add(RunRecord(self._wall_start, status, seconds, summary, self.runner.last_graph,
                                        list(outputs.images) if outputs else [],
                                        list(outputs.texts) if outputs else []))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QLabel, QListView, QListWidget, QListWidgetItem, QPlainTextEdit, QTabWidget, QVBoxLayout, QWidget,
@@ -22,6 +22,8 @@ THUMB = 56
 
 class ImageView(QWidget):
     """One image, scaled to fit with its aspect ratio; small images are magnified without blur."""
+
+    clicked = Signal(float, float)  # image pixel coordinates of a click on the image
 
     def __init__(self) -> None:
         super().__init__()
@@ -39,16 +41,37 @@ class ImageView(QWidget):
             p.setPen(QColor(theme.TEXT_FAINT))
             p.drawText(self.rect(), Qt.AlignCenter, "Run the graph to see its images here.")
             return
-        area = QRectF(self.rect()).adjusted(8, 8, -8, -8)
-        scale = min(area.width() / self.image.width(), area.height() / self.image.height())
-        w, h = self.image.width() * scale, self.image.height() * scale
-        target = QRectF(area.center().x() - w / 2, area.center().y() - h / 2, w, h)
+        scale, target = self.target()
         p.setRenderHint(QPainter.SmoothPixmapTransform, scale < 3)
         p.drawImage(target, self.image)
 
+    def target(self) -> tuple[float, QRectF]:
+        """The image's scale and where it is drawn in the widget."""
+        area = QRectF(self.rect()).adjusted(8, 8, -8, -8)
+        scale = min(area.width() / self.image.width(), area.height() / self.image.height())
+        w, h = self.image.width() * scale, self.image.height() * scale
+        return scale, QRectF(area.center().x() - w / 2, area.center().y() - h / 2, w, h)
+
+    def to_image(self, pos: QPointF) -> QPointF | None:
+        """Widget position -> image pixel, or None off the image."""
+        if self.image is None or self.image.isNull():
+            return None
+        scale, target = self.target()
+        if not target.contains(pos):
+            return None
+        return (pos - target.topLeft()) / scale
+
+    def mousePressEvent(self, event) -> None:
+        at = self.to_image(event.position())
+        if event.button() == Qt.LeftButton and at is not None:
+            self.clicked.emit(at.x(), at.y())
+        super().mousePressEvent(event)
+
 
 class OutputViewer(QTabWidget):
-    """Tabs: Image (big view + thumbnails), Text, Log."""
+    """Tabs: Image (big view + thumbnails), Text, Log. A click on a sweep's contact sheet names its cell."""
+
+    cell_clicked = Signal(object, int)  # a contact sheet's layout (``ImageOutput.grid``), the item index clicked
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,6 +82,7 @@ class OutputViewer(QTabWidget):
         box.setContentsMargins(6, 6, 6, 6)
         box.setSpacing(4)
         self.view = ImageView()
+        self.view.clicked.connect(self._on_click)
         self.caption = QLabel("")
         self.caption.setObjectName("caption")
         self.thumbs = QListWidget()
@@ -119,11 +143,25 @@ class OutputViewer(QTabWidget):
     def current_image(self) -> QImage | None:
         return self.view.image
 
+    def current_output(self) -> ImageOutput | None:
+        row = self.thumbs.currentRow()
+        return self.images[row] if 0 <= row < len(self.images) and self.view.image is self.images[row].image else None
+
     def _show_row(self, row: int) -> None:
         if 0 <= row < len(self.images):
             out = self.images[row]
             self.view.set_image(out.image)
-            self.caption.setText(f"{out.caption} \u00b7 {out.image.width()}\u00d7{out.image.height()}")
+            hint = " \u00b7 click a cell to put its values into the graph" if out.grid else ""
+            self.caption.setText(f"{out.caption} \u00b7 {out.image.width()}\u00d7{out.image.height()}{hint}")
+
+    def _on_click(self, x: float, y: float) -> None:
+        from vdnodes.batch.grid import cell_at
+
+        out = self.current_output()
+        if out is not None and out.grid:
+            index = cell_at(out.grid, x, y)
+            if index is not None:
+                self.cell_clicked.emit(out.grid, index)
 
     # -- text and log -------------------------------------------------------------------
     def set_texts(self, texts: list[TextOutput]) -> None:

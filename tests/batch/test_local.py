@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from vdnodes.batch import events as bev
-from vdnodes.batch.grid import write_grid
+from vdnodes.batch.grid import LAYOUT_KEY, cell_at, write_grid
 from vdnodes.batch.local import LocalBackend, run_sweep
 from vdnodes.batch.manifest import Manifest
 from vdnodes.batch.spec import build_sweep
@@ -155,6 +155,16 @@ def test_grid_sheet_is_labelled_and_reruns_the_sweep(registry, tmp_path):
     assert data["sweep"] == {"params": {"focus": [0.0, 1.0], "mix": [0.0, 0.5, 1.0]}}
     again = build_sweep(load_graph(sheet, registry), registry)
     assert [i.id for i in again.items] == [i.id for i in sweep.items]
+    # The sheet records where its cells are: item 5 (row 1, column 2) is exactly there, and a click
+    # at its centre maps to it (the canvas restores items this way); the gap between cells is no cell.
+    layout = json.loads(read_png_text(sheet)[LAYOUT_KEY])
+    assert (layout["rows"], layout["cols"]) == (2, 3)
+    (w, h), pad = layout["cell"], layout["pad"]
+    x0, y0 = layout["left"] + 2 * (w + pad), layout["top"] + 1 * (h + pad)
+    item5 = Image.open(next(tmp_path.glob("mix_focus_item0005_*.png"))).convert("RGB")
+    expected = np.asarray(item5.resize((w, h), Image.Resampling.NEAREST))
+    assert np.array_equal(pixels[y0:y0 + h, x0:x0 + w], expected)
+    assert cell_at(layout, x0 + w / 2, y0 + h / 2) == 5 and cell_at(layout, x0 - pad / 2, y0 + 1) is None
 
 
 def test_text_outputs_go_into_the_manifest_and_the_table(tmp_path):
@@ -163,11 +173,10 @@ def test_text_outputs_go_into_the_manifest_and_the_table(tmp_path):
                    f"image=@'{INPUTS}/*.png'", "--set", "sample.steps=2", "--out", str(out), "--json-events")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
-    photos = len(list(INPUTS.glob("*.png")))
-    assert photos >= 3
-    assert {e["item"] for e in events if e["event"] == "node_started"} == set(range(photos))
+    n = len(list(INPUTS.glob("*.png")))  # one item per example input
+    assert {e["item"] for e in events if e["event"] == "node_started"} == set(range(n))
     finished = [e for e in events if e["event"] == "item_finished"]
-    assert len(finished) == photos and all(e["item_id"] for e in finished)
+    assert len(finished) == n and all(e["item_id"] for e in finished)
     records = Manifest(out).records()
     texts = [r["texts"] for r in records]
     assert all(t and all(isinstance(s, str) for v in t.values() for s in v) for t in texts), texts

@@ -21,6 +21,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PAD = 6
 FONT_SIZE = 14
 MIN_CELL = 128  # pixels: the shorter side a cell is enlarged to, at least
+LAYOUT_KEY = "vdnodes_grid"  # PNG text: where the cells are (the canvas maps a click to its item)
 
 
 def sweep_graph(sweep: Sweep) -> Any:
@@ -104,10 +105,22 @@ def write_grid(sweep: Sweep, records: Mapping[str, Mapping[str, Any]], out_dir: 
 
     manifest = {"inputs": record_inputs(graph, registry, graph_dir(graph)), "sweep_sheet": True}
     info.add_itxt(MANIFEST_KEY, json.dumps(manifest, sort_keys=True), zip=True)
+    layout = {"left": left, "top": top, "cell": [w, h], "pad": PAD, "rows": n_rows, "cols": n_cols}
+    info.add_itxt(LAYOUT_KEY, json.dumps(layout))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", pnginfo=info)
     out = Path(out_dir)
     return write_new_file((out / f"sweep_grid_{i:05d}.png" for i in range(1, 10**6)), buf.getvalue())
+
+
+def cell_at(layout: Mapping[str, Any], x: float, y: float) -> int | None:
+    """The item index of the cell under sheet pixel (x, y) (``LAYOUT_KEY``'s layout), or None."""
+    w, h = layout["cell"]
+    c, cx = divmod(x - layout["left"], w + layout["pad"])
+    r, cy = divmod(y - layout["top"], h + layout["pad"])
+    if not (0 <= c < layout["cols"] and 0 <= r < layout["rows"]) or cx >= w or cy >= h:
+        return None
+    return int(r) * layout["cols"] + int(c)
 
 
 def _first_image(out_dir: Path, rec: Mapping[str, Any]) -> Any:

@@ -22,7 +22,7 @@ from vdnodes.core.executor import graph_dir
 from vdnodes.core.node import NodeDecl, Param
 
 from vdnodes_gui import theme
-from vdnodes_gui.document import GraphDocument, NodeState
+from vdnodes_gui.document import GraphDocument, NodeState, sweep_text
 
 WIDTH = 248.0
 HEADER = 50.0
@@ -226,6 +226,8 @@ class NodeItem(QGraphicsItem):
         show_all = bool(self.doc.graph.ui.get(self.node_id, {}).get("all_params"))
         self._params = on_card if show_all else \
             summary_params(self.decl, {n: spec.params.get(n) for n in on_card})
+        swept = [n for n in on_card if n not in self._params and self.doc.sweep_of(self.node_id, n) is not None]
+        self._params = sorted(self._params + swept, key=on_card.index)  # a swept param is always on its card
         self._more = len(on_card) - len(self._params)
         if self._params:
             y += 6
@@ -415,9 +417,11 @@ class NodeItem(QGraphicsItem):
                 painter.setPen(QColor(theme.TEXT_DIM))
                 painter.drawText(QRectF(PAD, y, WIDTH, PARAM_ROW), Qt.AlignLeft | Qt.AlignVCenter, name)
                 name_w = fm.horizontalAdvance(name) + 14
-                text = fm.elidedText(format_value(self.decl.params[name], spec.params.get(name)),
-                                     Qt.ElideRight, WIDTH - 2 * PAD - name_w)
-                painter.setPen(QColor(theme.TEXT))
+                sweep = self.doc.sweep_of(self.node_id, name)
+                value = format_value(self.decl.params[name], spec.params.get(name)) if sweep is None else \
+                    f"sweep {sweep_text(sweep)}"
+                text = fm.elidedText(value, Qt.ElideRight, WIDTH - 2 * PAD - name_w)
+                painter.setPen(QColor(theme.TEXT if sweep is None else theme.ACCENT_TEXT))
                 painter.drawText(QRectF(PAD + name_w, y, WIDTH - 2 * PAD - name_w, PARAM_ROW),
                                  Qt.AlignRight | Qt.AlignVCenter, text)
                 y += PARAM_ROW
