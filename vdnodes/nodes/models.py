@@ -150,11 +150,13 @@ class ModelManager:
             missing = wanted - (loaded.components if loaded else set())
             if missing:
                 part = self._load(spec, missing)
+                new = set(part.components) - (loaded.components if loaded else set())
                 if loaded is None:
                     loaded = self._models[spec] = LoadedModel(part, set(part.components))
                 else:
                     _merge(loaded.model, part)
                     loaded.components |= set(part.components)
+                _accelerate(loaded.model, new, spec.device)
             for component in sorted(extra - loaded.components):
                 _attach_group(loaded.model, groups[component], spec)
                 loaded.components.add(component)
@@ -269,6 +271,21 @@ def _attach_group(model: Any, group: ModelGroup, spec: ModelSpec) -> None:
         model.unet.add_context_group(group.modality, module)
     else:
         model.unet.add_data_group(group.modality, module)
+
+
+def _accelerate(model: Any, components: set[str], device: str) -> None:
+    """Channels-last and ``torch.compile`` where the run asks for them (``vdnodes.model.accel``)."""
+    from vdnodes.model import accel
+    from vdnodes.model.offload import component_modules
+
+    if accel.channels_last_wanted(device):
+        for c in components:
+            if c.startswith(("unet.data.image", "vae_image.")):
+                for module in component_modules(model, c):
+                    accel.use_channels_last(module)
+    backend = accel.compile_backend()
+    if backend is not None and "unet.time" in components:
+        accel.compile_module(model.unet, backend)
 
 
 def _merge(master: Any, part: Any) -> None:
