@@ -21,9 +21,9 @@ import torch
 
 ENV = "VDNODES_MAX_MEMORY"
 STAT_PASSES = 1  # passes gathering GroupNorm moments before the blended pass (2 halve the error, 1.5x the time)
-# Peak bytes of an untiled pass per output pixel and batch item, per byte of dtype (measured
-# for the kl-f8 decoder: benchmarks/vae_memory.py); the encoder needs less, the same bound serves.
-DECODE_BYTES_PER_PIXEL = 1400
+# Peak bytes of an untiled fp32 pass per output pixel and batch item: the kl-f8 decoder grew the
+# resident set by 971.5 MiB at 512 x 512 (benchmarks/vae_memory.py, 2026-12-08); the encoder needs less.
+DECODE_BYTES_PER_PIXEL = 3900
 
 
 def memory_budget(device: torch.device | str) -> int:
