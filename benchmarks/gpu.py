@@ -224,17 +224,23 @@ def _empty_unet(b: Bench, dtype: torch.dtype) -> UNet:
     return unet.to_empty(device=b.device).to(dtype).eval()
 
 
-def channels_last(b: Bench) -> dict:
-    from vdnodes.model import accel
-
+def _plain_and_optioned(b: Bench, apply: Callable[[UNet], object]) -> tuple[torch.dtype, int, Callable, Callable]:
+    """(dtype, latent side, a plain step, the same step on a copy of the UNet that ``apply`` changed)."""
     dtype, side = b.dtypes[0], b.sides[0]
     _, plain = paired_unets(b, "image", dtype)
     x, t, ctx = step_inputs(b, "image", side, dtype)
-    fast = _empty_unet(b, dtype)
-    fast.load_state_dict(plain.state_dict())
-    fast = accel.use_channels_last(fast)
-    fns = {"plain": lambda: plain(x, t, "image", [ContextInput(ctx, "image")]),
-           "channels_last": lambda: fast(x, t, "image", [ContextInput(ctx, "image")])}
+    other = _empty_unet(b, dtype)
+    other.load_state_dict(plain.state_dict())
+    apply(other)
+    step = lambda m: lambda: m(x, t, "image", [ContextInput(ctx, "image")])  # noqa: E731
+    return dtype, side, step(plain), step(other)
+
+
+def channels_last(b: Bench) -> dict:
+    from vdnodes.model import accel
+
+    dtype, side, plain, fast = _plain_and_optioned(b, accel.use_channels_last)
+    fns = {"plain": plain, "channels_last": fast}
     with torch.inference_mode():
         diff = (fns["plain"]().float() - fns["channels_last"]().float()).abs().max().item()
         times = b.interleaved(fns)
@@ -246,15 +252,9 @@ def channels_last(b: Bench) -> dict:
 def compile_(b: Bench) -> dict:
     from vdnodes.model import accel
 
-    dtype, side = b.dtypes[0], b.sides[0]
-    _, plain = paired_unets(b, "image", dtype)
-    x, t, ctx = step_inputs(b, "image", side, dtype)
-    compiled = _empty_unet(b, dtype)
-    compiled.load_state_dict(plain.state_dict())
     backend = "aot_eager" if b.smoke else "inductor"  # smoke: no C++/Triton build, same tracing
-    accel.compile_module(compiled, backend)
-    fns = {"eager": lambda: plain(x, t, "image", [ContextInput(ctx, "image")]),
-           "compiled": lambda: compiled(x, t, "image", [ContextInput(ctx, "image")])}
+    dtype, side, eager, compiled = _plain_and_optioned(b, lambda m: accel.compile_module(m, backend))
+    fns = {"eager": eager, "compiled": compiled}
     with torch.inference_mode():
         _, compile_s = b.timed(fns["compiled"])
         diff = (fns["eager"]().float() - fns["compiled"]().float()).abs().max().item()
