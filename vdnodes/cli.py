@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     run.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                      help="compute dtype for model nodes (default: float32)")
+    speed = run.add_argument_group("speed and memory (docs/performance.md)")
+    speed.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                       help="memory an image VAE pass may use before it tiles (default: half of what is free)")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the UNet (pays off on CUDA)")
+    speed.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                       help="NHWC convolutions (auto: on for CUDA, off for CPU)")
     run.add_argument("--output", dest="targets", action="append", default=None, metavar="NAME",
                      help="run only what this graph output (or NODE.OUTPUT / NODE) needs; repeatable")
     run.add_argument("--json-events", action="store_true", help="print run events as JSON lines on stdout")
@@ -238,6 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
     graph = _load(args, registry)
     device = _check_device(args.device)
+    _speed_options(args)  # --compile, --channels-last, --max-memory: for one run and for sweeps
     from vdnodes.cli_sweep import cmd_sweep, is_sweep
 
     if is_sweep(args, graph):
@@ -257,6 +264,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         for name, text in report.items():
             print(f"{name}: {text}")
     return EXIT_OK
+
+
+def _speed_options(args: argparse.Namespace) -> None:
+    """Hand --max-memory / --compile / --channels-last to the model layer (it reads the environment)."""
+    from vdnodes.core.errors import UserInputError
+
+    if args.max_memory is not None:
+        if not args.max_memory > 0:
+            raise UserInputError(f"--max-memory {args.max_memory}: give a positive number of GB")
+        os.environ["VDNODES_MAX_MEMORY"] = str(args.max_memory)
+    if args.compile:
+        os.environ["VDNODES_COMPILE"] = "1"
+    os.environ["VDNODES_CHANNELS_LAST"] = {"auto": "auto", "on": "1", "off": "0"}[args.channels_last]
 
 
 def _check_device(device: str) -> str:

@@ -429,13 +429,14 @@ class ImageDataGroup(DataGroup):
         super().__init__(layout, [make(s) for s in layout.data_slots])
         self.channels = channels
         self.factor = 2 ** sum(s.kind == "down" for s in layout.data_slots)
+        self.memory_format = torch.contiguous_format  # accel.use_channels_last sets channels_last
 
     def to_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"image latent must be [B, {self.channels}, H, W], got {list(x.shape)}")
         if x.shape[2] % self.factor or x.shape[3] % self.factor:
             raise ValueError(f"image latent H and W must be multiples of {self.factor}, got {list(x.shape)}")
-        return x
+        return x.contiguous(memory_format=self.memory_format)
 
 
 class TextDataGroup(DataGroup):

@@ -50,6 +50,23 @@ class ResnetBlock(nn.Module):
         return self.shortcut(x) + h
 
 
+ATTENTION_CHUNK_BYTES = 32 << 20  # CPU: the most a chunk's [B, rows, N] score matrix may take
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``scaled_dot_product_attention`` over query chunks on CPU, so no kernel ever holds an N x N matrix.
+
+    At 2048 px the mid-block attends over 65,536 positions: a full score matrix would take
+    16 GiB in fp32. Chunks of queries bound it to ``ATTENTION_CHUNK_BYTES`` whichever kernel
+    PyTorch picks; each chunk is exact (softmax runs over all keys). CUDA uses the fused kernels.
+    """
+    B, N, _ = q.shape
+    rows = max(1, ATTENTION_CHUNK_BYTES // (B * k.shape[1] * q.element_size()))
+    if q.device.type != "cpu" or rows >= N:
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.cat([F.scaled_dot_product_attention(q[:, i:i + rows], k, v) for i in range(0, N, rows)], dim=1)
+
+
 class AttnBlock(nn.Module):
     """Single-head self-attention over all H*W positions, with a residual connection.
 
@@ -69,7 +86,7 @@ class AttnBlock(nn.Module):
         B, C, H, W = x.shape
         h = self.norm(x).flatten(2).transpose(1, 2)  # [B, H*W, C]
         q, k, v = self.to_q(h), self.to_k(h), self.to_v(h)  # [B, H*W, C] each
-        h = F.scaled_dot_product_attention(q, k, v)  # [B, H*W, C], scale 1/sqrt(C) as in LDM
+        h = chunked_attention(q, k, v)  # [B, H*W, C], scale 1/sqrt(C) as in LDM
         h = self.to_out(h).transpose(1, 2).reshape(B, C, H, W)  # [B, C, H, W]
         return x + h
 
@@ -219,9 +236,17 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(chans[-1], 2 * config.z_channels, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional part above the latent resolution (tiled for large images)."""
         h = self.conv_in(x)  # [B, ch, H, W]
         for level in self.down_blocks:
             h = level(h)  # ... -> [B, ch*mult[-1], H/f, W/f]
+        return h
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Mid block (with the attention) and output, at the latent resolution."""
         h = self.mid_block(h)
         return self.conv_out(F.silu(self.norm_out(h)))  # [B, 2*z, H/f, W/f]
 
@@ -243,7 +268,14 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(chans[-1], config.out_channels, kernel_size=3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid_block(self.conv_in(z))  # [B, ch*mult[-1], h, w]
+        return self.body(self.head(z))
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """Input and mid block (with the attention), at the latent resolution."""
+        return self.mid_block(self.conv_in(z))  # [B, ch*mult[-1], h, w]
+
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        """The upsampling convolutional part (tiled for large images)."""
         for level in self.up_blocks:
             h = level(h)  # ... -> [B, ch*mult[0], h*f, w*f]
         return self.conv_out(F.silu(self.norm_out(h)))  # [B, out, h*f, w*f]
@@ -255,7 +287,13 @@ class Decoder(nn.Module):
 
 
 class ImageVAE(nn.Module):
-    """kl-f8 image autoencoder with VD v2's pixel range ([0, 1]) and latent scale (0.18215)."""
+    """kl-f8 image autoencoder with VD v2's pixel range ([0, 1]) and latent scale (0.18215).
+
+    ``tile_size`` / ``tile_overlap``: latent tile side and overlap of tiled passes (512 / 128 px).
+    """
+
+    tile_size = 64
+    tile_overlap = 16
 
     def __init__(self, config: VAEConfig | None = None) -> None:
         super().__init__()
@@ -284,11 +322,30 @@ class ImageVAE(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"ImageVAE: {what} must be a floating-point tensor, got {x.dtype}")
 
-    def posterior(self, images: torch.Tensor) -> DiagonalGaussian:
-        """Images [B, 3, H, W] in [0, 1] -> q(z|x) over *unscaled* latents [B, 4, H/8, W/8]."""
+    def _tiled(self, tiled: bool | None, x: torch.Tensor, pixels: int) -> bool:
+        """``tiled`` as given, or (None) whether an untiled pass would exceed the memory budget."""
+        if tiled is not None:
+            return tiled
+        from vdnodes.model.vae_tiling import needs_tiling
+
+        return needs_tiling(x.shape[0], pixels, x.element_size(), x.device)
+
+    def posterior(self, images: torch.Tensor, *, tiled: bool | None = None) -> DiagonalGaussian:
+        """Images [B, 3, H, W] in [0, 1] -> q(z|x) over *unscaled* latents [B, 4, H/8, W/8].
+
+        ``tiled``: encode in overlapping tiles with blended moments (bounded memory); None
+        chooses by the memory budget (``vae_tiling.memory_budget``).
+        """
         self._check(images, "images", self.config.in_channels, self.config.downsample_factor)
         x = images.to(self.quant_conv.weight.dtype) * 2.0 - 1.0  # [B, 3, H, W] in [-1, 1]
-        moments = self.quant_conv(self.encoder(x))  # [B, 2*embed, H/8, W/8]
+        if self._tiled(tiled, x, x.shape[2] * x.shape[3]):
+            from vdnodes.model.vae_tiling import tiled_map
+
+            f = self.config.downsample_factor
+            h = tiled_map(x, self.encoder.body, 1 / f, self.tile_size * f, self.tile_overlap * f, self.encoder)
+            moments = self.quant_conv(self.encoder.head(h.to(x.dtype)))
+        else:
+            moments = self.quant_conv(self.encoder(x))  # [B, 2*embed, H/8, W/8]
         return DiagonalGaussian(moments)
 
     def encode(
@@ -297,19 +354,31 @@ class ImageVAE(nn.Module):
         *,
         generator: torch.Generator | None = None,
         sample: bool = True,
+        tiled: bool | None = None,
     ) -> torch.Tensor:
         """Images [B, 3, H, W] in [0, 1] -> scaled latent [B, 4, H/8, W/8].
 
         VD v2 *samples* the posterior (`sample=True`, noise from `generator`); `sample=False`
         returns the mean. H and W must be multiples of `config.downsample_factor`.
         """
-        posterior = self.posterior(images)
+        posterior = self.posterior(images, tiled=tiled)
         z = posterior.sample(generator) if sample else posterior.mode()  # [B, 4, H/8, W/8]
         return z * self.config.scale_factor
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Scaled latent [B, 4, h, w] -> images [B, 3, 8h, 8w] clamped to [0, 1]."""
+    def decode(self, latent: torch.Tensor, *, tiled: bool | None = None) -> torch.Tensor:
+        """Scaled latent [B, 4, h, w] -> images [B, 3, 8h, 8w] clamped to [0, 1].
+
+        ``tiled``: decode overlapping latent tiles and cross-fade them (bounded memory); None
+        chooses by the memory budget (``vae_tiling.memory_budget``).
+        """
         self._check(latent, "latent", self.config.embed_dim, 1)
         z = latent.to(self.post_quant_conv.weight.dtype) / self.config.scale_factor
-        x = self.decoder(self.post_quant_conv(z))  # [B, 3, 8h, 8w], about [-1, 1]
+        f = self.config.downsample_factor
+        if self._tiled(tiled, z, z.shape[2] * z.shape[3] * f * f):
+            from vdnodes.model.vae_tiling import tiled_map
+
+            h = self.decoder.head(self.post_quant_conv(z))  # [B, C, h, w]: the attention sees the whole image
+            x = tiled_map(h, self.decoder.body, f, self.tile_size, self.tile_overlap, self.decoder).to(z.dtype)
+        else:
+            x = self.decoder(self.post_quant_conv(z))  # [B, 3, 8h, 8w], about [-1, 1]
         return ((x + 1.0) / 2.0).clamp(0.0, 1.0)

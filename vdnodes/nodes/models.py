@@ -42,6 +42,12 @@ class ModelSpec:
     text_vae: str = ""
     clip: str = ""
     optimus_vocab: str = ""
+    offload_gb: float = 0.0  # > 0: weights stay in CPU memory, at most this many GB on the device
+
+    @property
+    def storage_device(self) -> str:
+        """Where weights are loaded: CPU memory when offloading, else the device itself."""
+        return "cpu" if self.offload_gb > 0 else self.device
 
 
 def file_digest(path: Path) -> str:
@@ -113,6 +119,7 @@ class ModelGroup:
 class LoadedModel:
     model: Any  # vdnodes.model.vd.VersatileDiffusion
     components: set[str] = field(default_factory=set)
+    offload: Any = None  # vdnodes.model.offload.GroupOffload when the spec offloads
 
 
 class ModelManager:
@@ -143,15 +150,36 @@ class ModelManager:
             missing = wanted - (loaded.components if loaded else set())
             if missing:
                 part = self._load(spec, missing)
+                new = set(part.components) - (loaded.components if loaded else set())
                 if loaded is None:
                     loaded = self._models[spec] = LoadedModel(part, set(part.components))
                 else:
                     _merge(loaded.model, part)
                     loaded.components |= set(part.components)
+                _accelerate(loaded.model, new, spec.device)
             for component in sorted(extra - loaded.components):
                 _attach_group(loaded.model, groups[component], spec)
                 loaded.components.add(component)
+            if spec.offload_gb > 0:
+                self._use(spec, loaded, wanted | extra)
             return loaded.model
+
+    @staticmethod
+    def _use(spec: ModelSpec, loaded: LoadedModel, components: set[str]) -> None:
+        """Offload: make ``components`` resident on the device, evicting others to fit the budget."""
+        from vdnodes.model.offload import GroupOffload
+
+        if loaded.offload is None:
+            loaded.offload = GroupOffload(loaded.model, spec.device, int(spec.offload_gb * 1e9))
+        loaded.offload.use(sorted(components))
+
+    def offload_report(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """Resident components and move counts of an offloading model (None when not offloading)."""
+        with self._lock:
+            loaded = self._models.get(spec)
+            if loaded is None or loaded.offload is None:
+                return None
+            return loaded.offload.report()
 
     def _load(self, spec: ModelSpec, components: set[str]) -> Any:
         import torch
@@ -165,9 +193,10 @@ class ModelManager:
             from vdnodes.nano.weights import load_nano
 
             path = None if spec.source == "nano" else spec.source
-            return load_nano(spec.device, dtype, path=path, components=components)
+            return load_nano(spec.storage_device, dtype, path=path, components=components)
         extras = {k: getattr(spec, k) or None for k in ("image_vae", "text_vae", "clip", "optimus_vocab")}
-        return vd.load_vd(spec.source, components=components, device=spec.device, dtype=dtype, **extras)
+        return vd.load_vd(spec.source, components=components, device=spec.storage_device, dtype=dtype,
+                          **extras)
 
     def weight_digests(self, spec: ModelSpec) -> dict[str, str]:
         """Content digests of the weight files behind ``spec`` (cached by path, size, mtime)."""
@@ -216,7 +245,7 @@ def _tiny_model(spec: ModelSpec, components: set[str], dtype: Any) -> Any:
         model = vd.build(config, vd.COMPONENTS, device="cpu", dtype=torch.float32,
                          clip_tokenizer=clip_tokenizer(), optimus_tokenizers=tokenizers)
         _randomise_zero_inits(model)
-    return model.to(device=spec.device, dtype=dtype).eval()
+    return model.to(device=spec.storage_device, dtype=dtype).eval()
 
 
 def _randomise_zero_inits(model: Any) -> None:
@@ -236,12 +265,27 @@ def _attach_group(model: Any, group: ModelGroup, spec: ModelSpec) -> None:
     if group.presets and config.name not in group.presets:
         raise ValueError(f"{group.component} was trained for the {', '.join(group.presets)} model, "
                          f"not for {config.name!r} (model source {_source_name(spec.source)!r})")
-    module = group.build(config).to(device=spec.device, dtype=getattr(torch, spec.dtype)).eval()
+    module = group.build(config).to(device=spec.storage_device, dtype=getattr(torch, spec.dtype)).eval()
     kind = group.component.split(".")[1]
     if kind == "context":
         model.unet.add_context_group(group.modality, module)
     else:
         model.unet.add_data_group(group.modality, module)
+
+
+def _accelerate(model: Any, components: set[str], device: str) -> None:
+    """Channels-last and ``torch.compile`` where the run asks for them (``vdnodes.model.accel``)."""
+    from vdnodes.model import accel
+    from vdnodes.model.offload import component_modules
+
+    if accel.channels_last_wanted(device):
+        for c in components:
+            if c.startswith(("unet.data.image", "vae_image.")):
+                for module in component_modules(model, c):
+                    accel.use_channels_last(module)
+    backend = accel.compile_backend()
+    if backend is not None and "unet.time" in components:
+        accel.compile_module(model.unet, backend)
 
 
 def _merge(master: Any, part: Any) -> None:
@@ -397,6 +441,10 @@ def _resolve_optional(ctx: Any, value: str, what: str) -> str:
           "device": Param("Enum", "auto", choices=("auto", "cpu", "cuda"),
                           doc="Where the weights live; 'auto' follows the run's --device."),
           "seed": Param("Int", 0, min=0, max=2**31 - 1, doc="Random-weight sources only: init seed."),
+          "offload_gb": Param("Float", 0.0, min=0.0, max=1024.0,
+                              doc="Model offload for small GPUs: 0 keeps every loaded component on the device; "
+                                  "N keeps the weights in CPU memory and at most N GB of the components in use "
+                                  "on the device (docs/performance.md)."),
           "image_vae": Param("Path", "", doc="Optional kl-f8.pth for sources without an image VAE.",
                              widget="file"),
           "text_vae": Param("Path", "", doc="Optional optimus-vae.pth for sources without Optimus.",
@@ -408,7 +456,7 @@ def _resolve_optional(ctx: Any, value: str, what: str) -> str:
       },
       outputs={"model": Out("VDModel")})
 def load_model(ctx, source: str, dtype: str, device: str, seed: int, image_vae: str, text_vae: str,
-               clip: str, optimus_vocab: str):
+               clip: str, optimus_vocab: str, offload_gb: float = 0.0):
     manager = ctx.models
     if manager is None:
         raise RuntimeError("the executor was started without a model manager (services['models'])")
@@ -434,7 +482,8 @@ def load_model(ctx, source: str, dtype: str, device: str, seed: int, image_vae: 
                                  hint="set device to 'cpu' or 'auto'")
     spec = ModelSpec(source, ctx.dtype if dtype == "auto" else dtype, device, seed,
                      _resolve_optional(ctx, image_vae, "image_vae"), _resolve_optional(ctx, text_vae, "text_vae"),
-                     _resolve_optional(ctx, clip, "clip"), _resolve_optional(ctx, optimus_vocab, "optimus_vocab"))
+                     _resolve_optional(ctx, clip, "clip"), _resolve_optional(ctx, optimus_vocab, "optimus_vocab"),
+                     float(offload_gb))
     if source not in BUILTIN_SOURCES:
         _check_loadable(spec)
     groups = dict(ctx.registry.model_groups) if ctx.registry is not None else {}
